@@ -1,0 +1,34 @@
+# The two commands of the README. Both set up .venv themselves (Python >= 3.10 on PATH).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast bench clean
+
+$(BIN)/covidct: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# The main job end to end on the embedded default: synthetic phantoms -> covid_ct/64 -> a short
+# 64x64 run in runs/demo -> 16 synthetic PNGs in out/demo. No bucket, no cluster, no download.
+demo: $(BIN)/covidct
+	$(BIN)/covidct prepare --demo --config 64 --data-dir data/tfds
+	$(BIN)/covidct train --preset demo --run runs/demo
+	$(BIN)/covidct generate --run runs/demo --n 16 --out out/demo
+
+# Every test, heavy ones included (what CI runs).
+test: $(BIN)/covidct
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The quick loop: everything not marked heavy.
+test-fast: $(BIN)/covidct
+	$(BIN)/python -m pytest -m 'not heavy' $(PYTEST_ARGS)
+
+bench: $(BIN)/covidct
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf runs out data/tfds .pytest_cache

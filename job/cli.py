@@ -1,0 +1,123 @@
+"""`covidct`: the one front door. Parsing and wiring only; the work is in library functions.
+
+    covidct prepare --demo --config 64 --data-dir data/tfds
+    covidct train --preset demo
+    covidct generate --run runs/demo --n 16 --out out/demo
+
+Every command that trains takes the same base-config options (`--preset`, `--config`, `--set`),
+parsed by `add_config_args` and resolved by `config_from_args`, so a manifest, a sweep and a local
+run name a setting the same way. Commands of other packages (`sweep` and `best` from `tune/`)
+plug in through the `covidct.commands` entry-point group: `job` never imports them.
+
+Heavy imports (TensorFlow) happen inside commands, after the CPU replicas are configured, so
+`covidct --help` is instant and `--cpu-replicas` works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from importlib.metadata import entry_points
+
+from job import config as cfg
+from job.errors import UserError
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """The base-config options shared by every command that trains."""
+    parser.add_argument("--preset", default=None, help=f"one of {sorted(cfg.PRESETS)}")
+    parser.add_argument("--config", dest="config_file", default=None, help="JSON/YAML of field: value")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override one config field (repeatable)")
+    parser.add_argument("--cpu-replicas", type=int, default=None,
+                        help="split the CPU into N logical devices (CPU-only machines)")
+
+
+def config_from_args(args: argparse.Namespace, **extra) -> cfg.TrainConfig:
+    """Preset -> file -> --set -> explicit flags: the one way a command builds its config."""
+    flags = {"cpu_replicas": getattr(args, "cpu_replicas", None), **extra}
+    return cfg.resolve(args.preset, args.config_file, args.sets, flags)
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = config_from_args(args, run_uri=args.run)
+    if args.dry_run:
+        print(json.dumps(config.to_dict(), indent=1, sort_keys=True))
+        stages = cfg.upsampling_stages(config.height, config.width)
+        print(f"# {config.height}x{config.width}: seed map {config.height >> stages}x"
+              f"{config.width >> stages}, {stages} upsampling stages; run URI "
+              f"{config.resolved_run_uri}; nothing was built (--dry-run)")
+        return 0
+    from job.devices import configure_cpu_replicas
+
+    configure_cpu_replicas(config.cpu_replicas)
+    from job.train import fit
+
+    fit(config)
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from job.prepare import prepare
+
+    prepare(args.config, args.data_dir, manual_dir=args.manual_dir, demo=args.demo)
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from job.generate import generate_pngs
+
+    generate_pngs(args.run, args.out, n=args.n, checkpoint=args.checkpoint, seed=args.seed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="covidct", description="COVID-19 CT DCGAN: data, training, sweeps.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="build the covid_ct TFDS dataset (real scans or --demo phantoms)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manual-dir", help="folder with the downloaded scans (see tfds_covidct README)")
+    source.add_argument("--demo", action="store_true", help="synthetic phantoms: no download needed")
+    p.add_argument("--config", default="64", help=f"one of {sorted(cfg.RESOLUTIONS)}, or 'all'")
+    p.add_argument("--data-dir", default=cfg.TrainConfig.data_dir, help="folder or gs:// URI")
+    p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("train", help="one training run (resumes from the run URI's newest checkpoint)")
+    add_config_args(p)
+    p.add_argument("--run", default=None, help="run URI: folder or gs://bucket/prefix (default runs/<name>)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("generate", help="write synthetic PNGs (tagged as synthetic) from a run's EMA generator")
+    p.add_argument("--run", required=True, help="run URI (folder or gs://)")
+    p.add_argument("--checkpoint", default="latest", help="latest, best or an epoch number")
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=_generate)
+
+    for ep in sorted(entry_points(group="covidct.commands"), key=lambda e: e.name):
+        ep.load()(sub)  # each plugin adds its own subparser and sets func
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as e:  # ConfigError included: exit 2
+        print(f"covidct: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("covidct: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

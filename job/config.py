@@ -1,0 +1,329 @@
+"""`TrainConfig`: the single source of every knob of a training run.
+
+The CLI (`--preset`, `--config FILE`, `--set field=value`), the Ray Tune search space and the
+Kubernetes manifests all name these same fields, and all go through `resolve` / `override`, so a
+setting is spelt one way everywhere. Defaults follow the seed project's findings: LeakyReLU over
+ReLU, learning rate 1e-4 over 1e-3 and 1e-5, no dropout, 11 hidden generator layers and 8 in the
+discriminator.
+
+    covidct train --preset smoke --dry-run     # prints the resolved config, builds nothing
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import typing
+from typing import Any, Mapping
+
+from job.errors import ConfigError
+from tfds_covidct.covid_ct.resolutions import RESOLUTIONS
+
+ACTIVATIONS = ("leaky_relu", "relu")
+NORMS = ("batch", "none")
+LOSSES = ("bce", "hinge")
+PRECISIONS = ("float32", "mixed_float16")
+AUGMENTS = ("translation", "cutout", "color")
+MAX_UPSAMPLING_STAGES = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of one training run. Names carry their units."""
+
+    # What to train on.
+    dataset_config: str = "64"  # a covid_ct builder config: 28, 64, 128, 256, 336x504
+    data_dir: str = "data/tfds"  # where `covidct prepare` built it: a folder or gs://
+    # Where everything goes: config.json, checkpoints, metrics, samples. "" -> runs/<name>.
+    name: str = "default"
+    run_uri: str = ""
+
+    # Models (see job/models.py for how depth and stages combine).
+    latent_dim: int = 100
+    g_depth: int = 11  # hidden layers of the generator: dense + upsampling stages + stride-1 convs
+    d_depth: int = 8  # hidden conv layers of the discriminator: downsampling stages + stride-1
+    g_filters: int = 64  # generator width at full resolution; doubles per stage towards the input
+    d_filters: int = 64  # discriminator width at full resolution; doubles per stage
+    max_filters: int = 512
+    activation: str = "leaky_relu"
+    dropout: float = 0.0
+    norm: str = "batch"
+
+    # Objective and optimiser.
+    loss: str = "bce"  # the tutorial's non-saturating BCE, or hinge
+    r1_gamma: float = 0.0  # R1 gradient penalty on real images (0 = off)
+    g_lr: float = 1e-4
+    d_lr: float = 1e-4
+    adam_beta_1: float = 0.5
+    adam_beta_2: float = 0.999
+
+    # Schedule.
+    global_batch_size: int = 32
+    epochs: int = 500
+    augment: str = "translation,cutout,color"  # DiffAugment policy, comma-separated, "" = off
+    ema_decay: float = 0.999  # EMA generator used for samples, metrics, export; 0 = off
+
+    # Execution.
+    precision: str = "float32"
+    xla: bool = False  # jit_compile the loss/gradient function (measured: no CPU win)
+    seed: int = 0
+    deterministic: bool = False  # op determinism: a resumed run ends with the same weights
+    cpu_replicas: int = 0  # >0 on a CPU-only machine: split the CPU into N logical devices
+    shuffle_buffer: int = 1024
+
+    # Intervals, in epochs.
+    sample_every_epochs: int = 10
+    checkpoint_every_epochs: int = 10
+    metrics_every_epochs: int = 10
+    keep_checkpoints: int = 3
+
+    # Metrics.
+    metric_num_images: int = 256  # generated and real images per SWD/FID estimate
+    inception_weights: str = ""  # "" = no FID/KID; "imagenet" or a path/URI of a weights file
+
+    # Storage: how long uploads keep retrying before the run fails.
+    storage_retry_seconds: float = 120.0
+
+    @property
+    def height(self) -> int:
+        return RESOLUTIONS[self.dataset_config][0]
+
+    @property
+    def width(self) -> int:
+        return RESOLUTIONS[self.dataset_config][1]
+
+    @property
+    def resolved_run_uri(self) -> str:
+        return self.run_uri or f"runs/{self.name}"
+
+    @property
+    def augment_policy(self) -> tuple[str, ...]:
+        return tuple(p for p in self.augment.split(",") if p)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def upsampling_stages(height: int, width: int) -> int:
+    """How many 2x stages take a small seed map to H×W: as many as both sides allow, at most 5."""
+    stages = 0
+    while (
+        stages < MAX_UPSAMPLING_STAGES
+        and height % (2 ** (stages + 1)) == 0
+        and width % (2 ** (stages + 1)) == 0
+        and height // 2 ** (stages + 1) >= 4
+        and width // 2 ** (stages + 1) >= 4
+    ):
+        stages += 1
+    return stages
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a value from the CLI, a file or a sweep into the field's type, or say why not."""
+    kind = typing.get_type_hints(TrainConfig)[name]
+    if isinstance(value, str) and kind is not str:
+        text = value.strip()
+        try:
+            if kind is bool:
+                lowered = text.lower()
+                if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return lowered in ("true", "1", "yes")
+            if kind is int:
+                return int(text)
+            if kind is float:
+                return float(text)
+        except ValueError:
+            raise ConfigError(name, f"expected {kind.__name__}, got {value!r}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if kind is str and not isinstance(value, str):
+        return str(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(name, f"expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def override(config: TrainConfig, values: Mapping[str, Any]) -> TrainConfig:
+    """Return `config` with `values` applied; an unknown field or a wrong type is a ConfigError.
+
+    This is the one override path: CLI `--set`, config files, presets and Ray Tune trials use it.
+    """
+    changes = {}
+    for name, value in values.items():
+        if name not in FIELDS:
+            close = [f for f in FIELDS if f.startswith(name[:3])]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(name, f"unknown field{hint}")
+        changes[name] = _coerce(name, value)
+    return dataclasses.replace(config, **changes)
+
+
+def parse_set(items: list[str]) -> dict[str, str]:
+    """Parse `field=value` strings from `--set`."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(item, "expected --set field=value")
+        out[name.strip()] = value
+    return out
+
+
+def load_file(path: str | pathlib.Path) -> dict[str, Any]:
+    """Read a JSON or YAML file of `field: value` pairs."""
+    import yaml  # yaml is a superset of JSON, so one parser reads both.
+
+    p = pathlib.Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError("--config", f"file not found: {p}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError("--config", f"{p} is not valid JSON/YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("--config", f"{p} must hold a mapping of field: value")
+    return data
+
+
+def _preset_smoke() -> TrainConfig:
+    # Seconds on a CPU: tiny widths, two epochs, every interval every epoch.
+    return override(
+        TrainConfig(),
+        dict(
+            name="smoke", dataset_config="28", g_depth=3, d_depth=3, g_filters=8, d_filters=8,
+            latent_dim=32, global_batch_size=16, epochs=2, sample_every_epochs=1,
+            checkpoint_every_epochs=1, metrics_every_epochs=1, metric_num_images=64,
+        ),
+    )
+
+
+def _preset_demo() -> TrainConfig:
+    # The README's first command: the demo phantoms at 64×64, a few minutes on 2 CPU cores.
+    return override(
+        TrainConfig(),
+        dict(
+            name="demo", dataset_config="64", g_depth=5, d_depth=5, g_filters=16, d_filters=16,
+            global_batch_size=32, epochs=30, sample_every_epochs=5, checkpoint_every_epochs=5,
+            metrics_every_epochs=5, g_lr=2e-4, d_lr=2e-4,
+        ),
+    )
+
+
+def _preset_seed28() -> TrainConfig:
+    # The seed's first result: 28×28 after 500 epochs.
+    return override(TrainConfig(), dict(name="seed28", dataset_config="28", epochs=500))
+
+
+def _preset_seed336x504() -> TrainConfig:
+    # The seed's large result: 336×504, 2250 epochs; a GPU run (see k8s/).
+    return override(
+        TrainConfig(),
+        dict(
+            name="seed336x504", dataset_config="336x504", epochs=2250, global_batch_size=16,
+            g_filters=32, d_filters=32, sample_every_epochs=25, checkpoint_every_epochs=25,
+            metrics_every_epochs=25,
+        ),
+    )
+
+
+PRESETS = {
+    "default": TrainConfig,
+    "smoke": _preset_smoke,
+    "demo": _preset_demo,
+    "seed28": _preset_seed28,
+    "seed336x504": _preset_seed336x504,
+}
+
+
+def validate(config: TrainConfig, num_replicas: int | None = None) -> TrainConfig:
+    """Check every value before anything is built; raise one ConfigError naming the field."""
+    c = config
+    if c.dataset_config not in RESOLUTIONS:
+        raise ConfigError("dataset_config", f"{c.dataset_config!r} is not one of {sorted(RESOLUTIONS)}")
+    for name in ("activation", "norm", "loss", "precision"):
+        allowed = {"activation": ACTIVATIONS, "norm": NORMS, "loss": LOSSES, "precision": PRECISIONS}[name]
+        if getattr(c, name) not in allowed:
+            raise ConfigError(name, f"{getattr(c, name)!r} is not one of {list(allowed)}")
+    for part in c.augment_policy:
+        if part not in AUGMENTS:
+            raise ConfigError("augment", f"{part!r} is not one of {list(AUGMENTS)} (comma-separated)")
+    positive = ("latent_dim", "g_filters", "d_filters", "max_filters", "global_batch_size", "epochs",
+                "sample_every_epochs", "checkpoint_every_epochs", "metrics_every_epochs",
+                "keep_checkpoints", "metric_num_images", "shuffle_buffer")
+    for name in positive:
+        if getattr(c, name) <= 0:
+            raise ConfigError(name, f"must be positive, got {getattr(c, name)}")
+    for name in ("g_lr", "d_lr"):
+        value = getattr(c, name)
+        if not (math.isfinite(value) and 0 < value < 1):
+            raise ConfigError(name, f"must be a learning rate in (0, 1), got {value}")
+    for name in ("adam_beta_1", "adam_beta_2", "ema_decay"):
+        if not 0 <= getattr(c, name) < 1:
+            raise ConfigError(name, f"must be in [0, 1), got {getattr(c, name)}")
+    if not 0 <= c.dropout < 1:
+        raise ConfigError("dropout", f"must be in [0, 1), got {c.dropout}")
+    if c.r1_gamma < 0:
+        raise ConfigError("r1_gamma", f"must be >= 0, got {c.r1_gamma}")
+    if c.cpu_replicas < 0:
+        raise ConfigError("cpu_replicas", f"must be >= 0, got {c.cpu_replicas}")
+    if c.storage_retry_seconds < 0:
+        raise ConfigError("storage_retry_seconds", f"must be >= 0, got {c.storage_retry_seconds}")
+    stages = upsampling_stages(c.height, c.width)
+    if stages == 0:
+        raise ConfigError("dataset_config", f"{c.height}x{c.width} allows no 2x upsampling stage")
+    for name, needed in (("g_depth", stages + 1), ("d_depth", stages)):
+        if getattr(c, name) < needed:
+            raise ConfigError(
+                name,
+                f"{getattr(c, name)} hidden layers cannot reach {c.height}x{c.width}: it needs at "
+                f"least {needed} (one per 2x stage from {c.height >> stages}x{c.width >> stages}"
+                + (", plus the dense projection)" if name == "g_depth" else ")"),
+            )
+    if c.name != c.name.strip() or not c.name or "/" in c.name:
+        raise ConfigError("name", f"{c.name!r} must be a non-empty name without '/'")
+    if num_replicas is not None:
+        if c.global_batch_size % num_replicas:
+            raise ConfigError(
+                "global_batch_size",
+                f"{c.global_batch_size} is not divisible by the {num_replicas} replicas",
+            )
+        if c.norm == "batch" and c.global_batch_size // num_replicas < 2:
+            raise ConfigError(
+                "global_batch_size",
+                f"{c.global_batch_size // num_replicas} sample(s) per replica; batch "
+                "normalisation needs at least 2",
+            )
+    return c
+
+
+def resolve(
+    preset: str | None = None,
+    config_file: str | None = None,
+    sets: list[str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> TrainConfig:
+    """Preset, then file, then `--set`, then `extra` (e.g. `--run`): the one way to build a config."""
+    name = preset or "default"
+    if name not in PRESETS:
+        raise ConfigError("--preset", f"{name!r} is not one of {sorted(PRESETS)}")
+    config = PRESETS[name]()
+    if config_file:
+        config = override(config, load_file(config_file))
+    if sets:
+        config = override(config, parse_set(sets))
+    if extra:
+        config = override(config, {k: v for k, v in extra.items() if v is not None})
+    return validate(config)
+
+
+def from_json(text: str) -> TrainConfig:
+    """Read a config.json written by a run; unknown fields (from a newer version) are an error."""
+    return validate(override(TrainConfig(), json.loads(text)))

@@ -1,0 +1,113 @@
+"""The input pipeline: the prepared `covid_ct` dataset -> per-epoch batches for the step.
+
+Every random number a step uses (the latent vectors, the augmentation parameters for real and
+generated images, the shuffle order) is a pure function of (seed, epoch, example index). So an
+epoch's batches are the same whatever the number of replicas, and a run resumed mid-epoch
+(`skip_batches`) sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from job import storage
+from job.augment import AUG_PARAMS
+from job.config import TrainConfig
+from job.errors import UserError
+
+DATASET = "covid_ct"
+
+
+def _local_data_dir(data_dir: str) -> str:
+    """A local folder holding the dataset: `data_dir` itself, or a staged copy of a gs:// one.
+
+    TensorFlow's own gs:// client ignores STORAGE_EMULATOR_HOST and cannot be tested, so a bucket
+    data_dir is copied to local disk through the storage module once per machine.
+    """
+    if not storage.is_remote(data_dir):
+        return data_dir
+    key = hashlib.sha256(data_dir.encode()).hexdigest()[:16]
+    local = pathlib.Path(tempfile.gettempdir()) / "covidct-data" / key
+    if not (local / ".staged").exists():
+        storage.download_dir(data_dir, str(local))
+        (local / ".staged").write_text(data_dir)
+    return str(local)
+
+
+def load_images(config: TrainConfig, split: str = "train") -> tuple[tf.data.Dataset, int]:
+    """The split's images as uint8 (H, W, 1), cached in memory, and how many there are."""
+    import tfds_covidct.covid_ct.covid_ct_dataset_builder  # noqa: F401  (registers covid_ct)
+
+    local = _local_data_dir(config.data_dir)
+    name = f"{DATASET}/{config.dataset_config}"
+    builder = tfds.builder(name, data_dir=local)
+    if not os.path.isdir(builder.data_dir) or not builder.info.splits:
+        raise UserError(
+            f"dataset {name} is not prepared in data_dir {config.data_dir!r}; build it first: "
+            f"covidct prepare --demo --config {config.dataset_config} --data-dir {config.data_dir} "
+            "(or --manual-dir DIR for real scans)"
+        )
+    if split not in builder.info.splits:
+        raise UserError(f"dataset {name} in {config.data_dir!r} has no split {split!r}")
+    count = builder.info.splits[split].num_examples
+    ds = builder.as_dataset(split=split, shuffle_files=False, read_config=tfds.ReadConfig(
+        shuffle_seed=0, interleave_cycle_length=1))
+    ds = ds.map(lambda ex: ex["image"], num_parallel_calls=tf.data.AUTOTUNE).cache()
+    return ds, count
+
+
+def to_float(images: tf.Tensor) -> tf.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1], the generator's output range."""
+    return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+def epoch_seed(config: TrainConfig, epoch: int) -> int:
+    return config.seed * 1_000_003 + epoch
+
+
+def epoch_batches(
+    images: tf.data.Dataset, config: TrainConfig, epoch: int, skip_batches: int = 0
+) -> tf.data.Dataset:
+    """Epoch `epoch`'s global batches: {"image", "z", "aug_real", "aug_fake"}.
+
+    Shuffled with a per-epoch seed, batched with the global batch (remainder dropped: a short
+    last batch would change the per-example loss scaling), prefetched.
+    """
+    base = epoch_seed(config, epoch)
+    latent = config.latent_dim
+
+    def add_randomness(index, image):
+        seeds = tf.random.experimental.stateless_split(
+            tf.stack([tf.constant(base, tf.int64), index]), num=3
+        )
+        return {
+            "image": to_float(image),
+            "z": tf.random.stateless_normal([latent], seed=seeds[0]),
+            "aug_real": tf.random.stateless_uniform([AUG_PARAMS], seed=seeds[1]),
+            "aug_fake": tf.random.stateless_uniform([AUG_PARAMS], seed=seeds[2]),
+        }
+
+    ds = images.shuffle(config.shuffle_buffer, seed=base, reshuffle_each_iteration=False)
+    ds = ds.enumerate().map(add_randomness, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(config.global_batch_size, drop_remainder=True)
+    if skip_batches:
+        ds = ds.skip(skip_batches)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def real_sample(images: tf.data.Dataset, n: int) -> np.ndarray:
+    """Up to `n` real images in [-1, 1] as (N, H, W, 1) float32, in dataset order."""
+    batch = next(iter(images.take(n).batch(n).map(to_float)))
+    return batch.numpy()
+
+
+def fixed_noise(config: TrainConfig, n: int, salt: int = 0) -> tf.Tensor:
+    """The same latent vectors for the whole run: sample grids and metrics compare like for like."""
+    return tf.random.stateless_normal([n, config.latent_dim], seed=[config.seed, 7919 + salt])

@@ -1,0 +1,161 @@
+"""The GAN state and its distributed train step.
+
+One step is the DCGAN tutorial's: one forward pass, two `GradientTape`s, G and D updated together.
+Around it, what makes it a multi-GPU job: per-example losses reduced by the global batch
+(`tf.nn.compute_average_loss`), synchronised batch norm, loss scaling in mixed precision, an
+optional XLA-compiled forward/backward, DiffAugment, R1, and an EMA copy of the generator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from job.augment import augment
+from job.config import TrainConfig
+from job.models import build_discriminator, build_generator
+
+
+def per_example_losses(loss: str, real_logits: tf.Tensor, fake_logits: tf.Tensor):
+    """(generator, discriminator) losses per example, shape (B,).
+
+    'bce' is the tutorial's non-saturating cross-entropy, written with softplus (the stable form
+    of -log sigmoid); 'hinge' is the SAGAN/BigGAN hinge loss.
+    """
+    real = tf.reshape(tf.cast(real_logits, tf.float32), [-1])
+    fake = tf.reshape(tf.cast(fake_logits, tf.float32), [-1])
+    if loss == "hinge":
+        return -fake, tf.nn.relu(1.0 - real) + tf.nn.relu(1.0 + fake)
+    return tf.nn.softplus(-fake), tf.nn.softplus(-real) + tf.nn.softplus(fake)
+
+
+@dataclasses.dataclass
+class GanState:
+    """Everything a checkpoint holds; built inside the strategy's scope."""
+
+    generator: keras.Model
+    discriminator: keras.Model
+    ema_generator: keras.Model
+    g_opt: keras.optimizers.Optimizer
+    d_opt: keras.optimizers.Optimizer
+    epoch: tf.Variable  # completed epochs
+    step: tf.Variable  # completed steps of the current epoch (non-zero only after a SIGTERM)
+
+    def checkpoint(self) -> tf.train.Checkpoint:
+        return tf.train.Checkpoint(
+            generator=self.generator, discriminator=self.discriminator,
+            ema_generator=self.ema_generator, g_opt=self.g_opt, d_opt=self.d_opt,
+            epoch=self.epoch, step=self.step,
+        )
+
+
+def _optimizer(config: TrainConfig, lr: float) -> keras.optimizers.Optimizer:
+    opt = keras.optimizers.Adam(lr, beta_1=config.adam_beta_1, beta_2=config.adam_beta_2)
+    if config.precision == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+def build_state(config: TrainConfig, strategy: tf.distribute.Strategy) -> GanState:
+    """Models and optimizers for `config`, with optimizer slots built up front.
+
+    Keras 3 optimizers create their slots lazily inside a cond; under MirroredStrategy the first
+    distributed step then fails ("You must feed a value for placeholder tensor"), so build them here.
+    """
+    with strategy.scope():
+        keras.utils.set_random_seed(config.seed)
+        generator = build_generator(config)
+        discriminator = build_discriminator(config)
+        ema = build_generator(config, name="ema_generator")
+        ema.set_weights(generator.get_weights())
+        g_opt, d_opt = _optimizer(config, config.g_lr), _optimizer(config, config.d_lr)
+        g_opt.build(generator.trainable_variables)
+        d_opt.build(discriminator.trainable_variables)
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    return GanState(generator, discriminator, ema, g_opt, d_opt, epoch, step)
+
+
+def make_train_step(config: TrainConfig, state: GanState, strategy: tf.distribute.Strategy):
+    """A `tf.function` taking one distributed global batch, returning summed metrics.
+
+    Returned metrics are sums over the global batch divided by the global batch size, i.e. batch
+    means: g_loss, d_loss, d_real_acc (share of real images D calls real), r1.
+    """
+    G, D = state.generator, state.discriminator
+    gb = config.global_batch_size
+    policy = config.augment_policy
+    mixed = config.precision == "mixed_float16"
+
+    def losses_and_grads(batch):
+        real, z = batch["image"], batch["z"]
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake = G(z, training=True)
+            real_in = augment(real, batch["aug_real"], policy)
+            fake_in = augment(fake, batch["aug_fake"], policy)
+            if config.r1_gamma > 0:
+                with tf.GradientTape() as r1_tape:
+                    r1_tape.watch(real_in)
+                    real_logits = D(real_in, training=True)
+                r1_grad = r1_tape.gradient(real_logits, real_in)  # sums over the batch
+                r1 = 0.5 * config.r1_gamma * tf.reduce_sum(tf.square(r1_grad), axis=[1, 2, 3])
+            else:
+                real_logits = D(real_in, training=True)
+                r1 = tf.zeros([tf.shape(real)[0]])
+            fake_logits = D(fake_in, training=True)
+            g_per, d_per = per_example_losses(config.loss, real_logits, fake_logits)
+            g_loss = tf.nn.compute_average_loss(g_per, global_batch_size=gb)
+            d_loss = tf.nn.compute_average_loss(d_per + r1, global_batch_size=gb)
+            g_obj = state.g_opt.scale_loss(g_loss) if mixed else g_loss
+            d_obj = state.d_opt.scale_loss(d_loss) if mixed else d_loss
+        g_grads = g_tape.gradient(g_obj, G.trainable_variables)
+        d_grads = d_tape.gradient(d_obj, D.trainable_variables)
+        real_acc = tf.cast(tf.reshape(real_logits, [-1]) > 0, tf.float32)
+        metrics = {
+            "g_loss": g_loss,
+            "d_loss": d_loss,
+            "d_real_acc": tf.nn.compute_average_loss(real_acc, global_batch_size=gb),
+            "r1": tf.nn.compute_average_loss(r1, global_batch_size=gb),
+        }
+        return metrics, g_grads, d_grads
+
+    if config.xla:
+        # Compiling the whole distributed step fails across replica devices (STACK.md); the
+        # per-replica forward/backward compiles and the updates stay outside.
+        losses_and_grads = tf.function(losses_and_grads, jit_compile=True)
+
+    def replica_step(batch):
+        metrics, g_grads, d_grads = losses_and_grads(batch)
+        state.g_opt.apply_gradients(zip(g_grads, G.trainable_variables))
+        state.d_opt.apply_gradients(zip(d_grads, D.trainable_variables))
+        return metrics
+
+    decay = config.ema_decay
+    ema_pairs = list(zip(state.ema_generator.trainable_variables, G.trainable_variables))
+    copy_pairs = list(zip(state.ema_generator.non_trainable_variables, G.non_trainable_variables))
+
+    @tf.function
+    def train_step(dist_batch):
+        per_replica = strategy.run(replica_step, args=(dist_batch,))
+        metrics = {k: strategy.reduce("SUM", v, axis=None) for k, v in per_replica.items()}
+        # Cross-replica context: one assignment updates every replica's copy alike.
+        for e, w in ema_pairs:
+            e.assign(decay * e + (1.0 - decay) * w if decay else w)
+        for e, w in copy_pairs:
+            e.assign(w)
+        return metrics
+
+    return train_step
+
+
+def make_generate(state: GanState, use_ema: bool = True):
+    """A `tf.function` mapping latents to images with the EMA (or raw) generator, in inference mode."""
+    model = state.ema_generator if use_ema else state.generator
+
+    @tf.function(reduce_retracing=True)
+    def generate(z):
+        return model(z, training=False)
+
+    return generate

@@ -1,0 +1,256 @@
+"""One training run: `fit(config, callbacks)` -> final metrics.
+
+The loop knows the strategy, the models, the data and the run folder; it reports each epoch to
+callbacks (the CLI's progress line, Ray Tune's reporter) and knows nothing of Ray or buckets.
+
+Start-up is resume-first: the newest complete checkpoint at the run URI is loaded before anything
+trains, so the same command continues after a crash or a preemption. SIGTERM (what Kubernetes
+sends) saves a checkpoint at the next step boundary and raises `Preempted`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import signal
+import threading
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+import tensorflow as tf
+
+from job import data, metrics, storage
+from job.checkpoint import CheckpointStore, checkpoint_name, restore
+from job.config import TrainConfig, validate
+from job.devices import configure_cpu_replicas, strategy_for
+from job.errors import UserError
+from job.outputs import RunFiles
+from job.step import build_state, make_generate, make_train_step
+
+log = logging.getLogger("covidct")
+SELECTION_METRIC = "swd"  # lower is better; tune and `best` select on it too
+
+
+class Preempted(UserError):
+    """SIGTERM: a checkpoint was saved; rerunning the same command resumes."""
+
+    exit_code = 143  # 128 + SIGTERM: the pod fails (and is retried) rather than "succeeds"
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochReport:
+    """What a callback sees after each epoch."""
+
+    epoch: int  # completed epochs
+    epochs: int
+    metrics: dict
+    checkpoint_dir: str | None  # local folder of a complete checkpoint written this epoch
+    run_uri: str
+
+
+Callback = Callable[[EpochReport], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    train_images: int
+    replicas: int
+    steps_per_epoch: int
+    per_replica_batch: int
+    kimg_per_epoch: float
+    total_kimg: float
+
+    def describe(self, config: TrainConfig) -> str:
+        return (
+            f"plan: {self.train_images} training images, global batch {config.global_batch_size} "
+            f"({self.per_replica_batch} per replica x {self.replicas} replicas), "
+            f"{self.steps_per_epoch} steps/epoch, {config.epochs} epochs = "
+            f"{self.total_kimg:.1f} kimg"
+        )
+
+
+def make_plan(config: TrainConfig, train_images: int, replicas: int) -> Plan:
+    """Steps and images for the run; refuses batches the data or batch norm cannot feed."""
+    gb = config.global_batch_size
+    if gb > train_images:
+        raise UserError(
+            f"global_batch_size {gb} is larger than the training set ({train_images} images): "
+            f"no full batch per epoch; use --set global_batch_size={max(2 * replicas, train_images // 4)}"
+        )
+    validate(config, num_replicas=replicas)
+    steps = train_images // gb
+    return Plan(train_images, replicas, steps, gb // replicas, steps * gb / 1000,
+                steps * gb * config.epochs / 1000)
+
+
+class _SigtermFlag:
+    """Turns SIGTERM into a flag the loop checks between steps (main thread only)."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._set)
+        return self
+
+    def _set(self, signum, frame):
+        self.raised = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _interval(epoch: int, every: int, last: int) -> bool:
+    return epoch % every == 0 or epoch == last
+
+
+def fit(
+    config: TrainConfig,
+    callbacks: Iterable[Callback] = (),
+    resume_from: str | None = None,
+) -> dict:
+    """Train (or continue) the run described by `config`; returns the last epoch's metrics.
+
+    Args:
+        config: a validated `TrainConfig`.
+        callbacks: called after every epoch with an `EpochReport`.
+        resume_from: a local checkpoint folder to start from instead of the run URI's newest
+            (Ray Tune hands trials their checkpoint this way).
+    """
+    validate(config)
+    configure_cpu_replicas(config.cpu_replicas)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    strategy = strategy_for(config.cpu_replicas)
+    replicas = strategy.num_replicas_in_sync
+    validate(config, num_replicas=replicas)
+    storage.check_reachable(config.resolved_run_uri)
+
+    images, count = data.load_images(config)
+    plan = make_plan(config, count, replicas)
+    log.info(plan.describe(config))
+
+    files = RunFiles(config)
+    store = CheckpointStore(files.uri, str(files.local), config.keep_checkpoints,
+                            config.storage_retry_seconds)
+    state = build_state(config, strategy)
+    ckpt = state.checkpoint()
+    source = resume_from
+    if source is None and (latest := store.latest()) is not None:
+        source = str(store.fetch(latest))
+    if source is not None:
+        restored = restore(ckpt, source)
+        log.info(f"resumed from {source}: epoch {restored['epoch']}, step {restored['step']}")
+    files.write_config()
+    start_epoch = int(state.epoch.numpy())
+    files.resume_history(start_epoch)
+    if start_epoch >= config.epochs:
+        log.info(f"run already complete: {start_epoch}/{config.epochs} epochs")
+
+    train_step = make_train_step(config, state, strategy)
+    generate = make_generate(state)
+    real = data.real_sample(images, config.metric_num_images)
+    grid_n = 36 if config.height * config.width <= 128 * 128 else 16
+    grid_z = data.fixed_noise(config, grid_n)
+    metric_z = data.fixed_noise(config, config.metric_num_images, salt=1)
+    inception = metrics.InceptionFeatures(config.inception_weights) if config.inception_weights else None
+    best = store.best()
+    best_value = math.inf
+    if best is not None:
+        best_value = next((h[SELECTION_METRIC] for h in files.history()
+                           if h["epoch"] == best.epoch and SELECTION_METRIC in h), math.inf)
+    good_epoch = start_epoch
+    last = {}
+    epoch_seconds = []
+
+    with _SigtermFlag() as sigterm:
+        for epoch in range(start_epoch, config.epochs):
+            t0 = time.perf_counter()
+            skip = int(state.step.numpy())
+            batches = strategy.experimental_distribute_dataset(
+                data.epoch_batches(images, config, epoch, skip_batches=skip))
+            totals, steps = None, 0
+            for batch in batches:
+                out = train_step(batch)
+                totals = out if totals is None else {k: totals[k] + out[k] for k in out}
+                steps += 1
+                state.step.assign_add(1)
+                if sigterm.raised:
+                    store.save(ckpt, epoch, int(state.step.numpy()), {"reason": "SIGTERM"})
+                    raise Preempted(
+                        f"SIGTERM: saved a checkpoint at epoch {epoch} step {int(state.step.numpy())} "
+                        f"in {store.uri}; run the same command to resume"
+                    )
+            done = epoch + 1
+            seconds = time.perf_counter() - t0
+            epoch_seconds.append(seconds)
+            m = {k: float(v.numpy()) / steps for k, v in totals.items()}
+            if not all(math.isfinite(v) for v in m.values()):
+                raise UserError(
+                    f"non-finite loss in epoch {done} ({m}); epochs {good_epoch + 1}..{done} since "
+                    f"the last checkpoint at epoch {good_epoch} are lost, that checkpoint is intact"
+                )
+            state.epoch.assign(done)
+            state.step.assign(0)
+            m["images_per_second"] = steps * config.global_batch_size / seconds
+            m["kimg"] = done * plan.kimg_per_epoch
+            m["seconds"] = seconds
+
+            if _interval(done, config.metrics_every_epochs, config.epochs):
+                fake = _generate_all(generate, metric_z)
+                m[SELECTION_METRIC] = metrics.swd(real, fake, seed=config.seed)
+                m["diversity"] = metrics.diversity(fake)
+                if inception is not None:
+                    m.update(metrics.fid_kid(real, fake, inception))
+            if _interval(done, config.sample_every_epochs, config.epochs):
+                files.save_samples(done, generate(grid_z).numpy())
+            files.log_metrics(done, m)
+
+            checkpoint_dir = None
+            if _interval(done, config.checkpoint_every_epochs, config.epochs):
+                checkpoint_dir = str(store.save(ckpt, done, 0, {"metrics": m}))
+                good_epoch = done
+                value = m.get(SELECTION_METRIC)
+                if value is not None and value < best_value:
+                    best_value = value
+                    store.mark_best(checkpoint_name(done, 0), SELECTION_METRIC, value)
+            eta = np.mean(epoch_seconds[-5:]) * (config.epochs - done)
+            log.info(_progress_line(done, config.epochs, m, eta))
+            report = EpochReport(done, config.epochs, m, checkpoint_dir, files.uri)
+            for callback in callbacks:
+                callback(report)
+            last = m
+
+    files.export(state.ema_generator)
+    files.close()
+    if last:
+        log.info(
+            f"done: {config.epochs} epochs, {last['kimg']:.1f} kimg, "
+            f"{SELECTION_METRIC} {last.get(SELECTION_METRIC, float('nan')):.2f}, outputs in {files.uri}"
+        )
+    return last
+
+
+def _generate_all(generate, z: tf.Tensor, batch: int = 64) -> np.ndarray:
+    return np.concatenate([generate(z[i : i + batch]).numpy() for i in range(0, len(z), batch)])
+
+
+def _progress_line(epoch: int, epochs: int, m: dict, eta_seconds: float) -> str:
+    quality = f" | swd {m['swd']:.2f}" if "swd" in m else ""
+    return (
+        f"epoch {epoch}/{epochs} | {m['images_per_second']:.1f} img/s | {m['kimg']:.2f} kimg | "
+        f"g {m['g_loss']:.3f} d {m['d_loss']:.3f} D(real) acc {m['d_real_acc']:.2f}{quality} | "
+        f"ETA {_duration(eta_seconds)}"
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"

@@ -1,0 +1,114 @@
+"""The distributed step: losses, augmentation, EMA, and 1 vs 2 replicas on the same global batch."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from job import config as C
+from job.augment import AUG_PARAMS, augment
+from job.data import epoch_batches
+from job.devices import strategy_for
+from job.step import build_state, make_train_step, per_example_losses
+
+
+def _images(n=32, size=28, seed=0):
+    rng = np.random.RandomState(seed)
+    return tf.data.Dataset.from_tensor_slices(rng.randint(0, 256, (n, size, size, 1)).astype("uint8"))
+
+
+def _one_step(config, replicas):
+    strategy = strategy_for(replicas)
+    state = build_state(config, strategy)
+    step = make_train_step(config, state, strategy)
+    batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(_images(), config, 0))))
+    metrics = {k: float(v) for k, v in step(batch).items()}
+    weights = np.concatenate([v.numpy().ravel() for v in state.generator.weights + state.discriminator.weights])
+    ema = np.concatenate([v.numpy().ravel() for v in state.ema_generator.weights])
+    return metrics, weights, ema
+
+
+def test_one_and_two_replicas_give_the_same_update_on_the_same_global_batch():
+    config = C.resolve("smoke", sets=["global_batch_size=16", "r1_gamma=0.5"])
+    m1, w1, _ = _one_step(config, 1)
+    m2, w2, _ = _one_step(config, 2)
+    # Losses are means over the global batch: a double division by replicas would halve them.
+    for k in ("g_loss", "d_loss", "d_real_acc", "r1"):
+        assert m1[k] == pytest.approx(m2[k], rel=1e-4, abs=1e-6), k
+    assert np.abs(w1 - w2).max() < 1e-5
+
+
+def test_first_losses_are_near_log2_for_bce_and_finite():
+    m, _, _ = _one_step(C.resolve("smoke", sets=["augment="]), 2)
+    assert 0.3 < m["g_loss"] < 2.0 and 0.6 < m["d_loss"] < 3.0
+    assert all(math.isfinite(v) for v in m.values())
+
+
+def test_ema_decay_zero_copies_the_generator():
+    config = C.resolve("smoke", sets=["ema_decay=0"])
+    strategy = strategy_for(2)
+    state = build_state(config, strategy)
+    step = make_train_step(config, state, strategy)
+    for batch in strategy.experimental_distribute_dataset(epoch_batches(_images(), config, 0)):
+        step(batch)
+    for e, g in zip(state.ema_generator.weights, state.generator.weights):
+        np.testing.assert_allclose(e.numpy(), g.numpy())
+
+
+def test_ema_lags_the_generator_with_a_high_decay():
+    config = C.resolve("smoke", sets=["ema_decay=0.99"])
+    strategy = strategy_for(1)
+    state = build_state(config, strategy)
+    before = [v.numpy().copy() for v in state.ema_generator.trainable_variables]
+    step = make_train_step(config, state, strategy)
+    batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(_images(), config, 0))))
+    step(batch)
+    for b, e, g in zip(before, state.ema_generator.trainable_variables, state.generator.trainable_variables):
+        np.testing.assert_allclose(e.numpy(), 0.99 * b + 0.01 * g.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_losses_have_their_textbook_values():
+    zero = tf.zeros([4, 1])
+    g, d = per_example_losses("bce", zero, zero)
+    np.testing.assert_allclose(g.numpy(), math.log(2), rtol=1e-6)
+    np.testing.assert_allclose(d.numpy(), 2 * math.log(2), rtol=1e-6)
+    g, d = per_example_losses("hinge", tf.constant([[2.0]]), tf.constant([[-0.5]]))
+    assert float(g[0]) == 0.5 and float(d[0]) == 0.5  # relu(1-2) + relu(1-0.5)
+
+
+def test_translation_shifts_by_the_drawn_offset_and_fills_black():
+    image = np.full((1, 16, 16, 1), -1.0, np.float32)
+    image[0, 8, 8, 0] = 1.0
+    params = np.zeros((1, AUG_PARAMS), np.float32)
+    params[0, 0], params[0, 1] = 1.0, 0.0  # dy = +2 (1/8 of 16), dx = -2
+    out = augment(tf.constant(image), tf.constant(params), ("translation",)).numpy()
+    assert out[0, 10, 6, 0] == 1.0 and out.sum() == -255.0 + 1.0
+
+
+def test_cutout_blanks_half_the_image_around_the_centre():
+    image = np.ones((1, 16, 16, 1), np.float32)
+    params = np.full((1, AUG_PARAMS), 0.5, np.float32)
+    out = augment(tf.constant(image), tf.constant(params), ("cutout",)).numpy()[0, ..., 0]
+    assert (out == 0).sum() == 7 * 7 and out[8, 8] == 0 and out[0, 0] == 1
+
+
+def test_augmentation_is_differentiable_and_empty_policy_is_identity():
+    x = tf.random.normal([2, 16, 16, 1])
+    p = tf.random.uniform([2, AUG_PARAMS])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = augment(x, p, ("color", "translation", "cutout"))
+    assert tape.gradient(y, x) is not None
+    np.testing.assert_array_equal(augment(x, p, ()).numpy(), x.numpy())
+
+
+def test_epoch_batches_are_a_pure_function_of_seed_and_epoch():
+    config = C.resolve("smoke")
+    first = [b["z"].numpy() for b in epoch_batches(_images(), config, 3)]
+    again = [b["z"].numpy() for b in epoch_batches(_images(), config, 3)]
+    other = [b["z"].numpy() for b in epoch_batches(_images(), config, 4)]
+    np.testing.assert_array_equal(first[0], again[0])
+    assert not np.allclose(first[0], other[0])
+    skipped = [b["z"].numpy() for b in epoch_batches(_images(), config, 3, skip_batches=1)]
+    np.testing.assert_array_equal(skipped[0], first[1])
