@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    # Our progress lines only: TensorFlow's Python logger is chatty at INFO under a strategy.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
+    logging.getLogger("covidct").setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import pathlib
 import signal
+import tempfile
 import threading
 import time
 from typing import Callable, Iterable
@@ -158,7 +160,7 @@ def fit(
     grid_n = 36 if config.height * config.width <= 128 * 128 else 16
     grid_z = data.fixed_noise(config, grid_n)
     metric_z = data.fixed_noise(config, config.metric_num_images, salt=1)
-    inception = metrics.InceptionFeatures(config.inception_weights) if config.inception_weights else None
+    inception = _inception(config.inception_weights)
     best = store.best()
     best_value = math.inf
     if best is not None:
@@ -183,7 +185,7 @@ def fit(
                 if sigterm.raised:
                     store.save(ckpt, epoch, int(state.step.numpy()), {"reason": "SIGTERM"})
                     raise Preempted(
-                        f"SIGTERM: saved a checkpoint at epoch {epoch} step {int(state.step.numpy())} "
+                        f"SIGTERM: saved a checkpoint after {epoch} epochs and {int(state.step.numpy())} steps "
                         f"in {store.uri}; run the same command to resume"
                     )
             done = epoch + 1
@@ -234,6 +236,19 @@ def fit(
             f"{SELECTION_METRIC} {last.get(SELECTION_METRIC, float('nan')):.2f}, outputs in {files.uri}"
         )
     return last
+
+
+def _inception(weights: str):
+    """The FID/KID feature extractor, or None; a gs:// weights file is staged locally first."""
+    if not weights:
+        return None
+    if storage.is_remote(weights):
+        local = pathlib.Path(tempfile.gettempdir()) / "covidct-weights" / weights.rsplit("/", 1)[-1]
+        if not local.exists():
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(storage.read_bytes(weights))
+        weights = str(local)
+    return metrics.InceptionFeatures(weights)
 
 
 def _generate_all(generate, z: tf.Tensor, batch: int = 64) -> np.ndarray:

@@ -1,0 +1,230 @@
+"""The training job end to end on demo data: outputs, resume, preemption, buckets, bad input.
+
+Runs are the smoke preset on the 28x28 demo phantoms: real models, real MirroredStrategy over two
+logical CPUs, real TFDS data, real checkpoints; a few seconds each.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from job import config as C
+from job import storage
+from job.checkpoint import COMPLETE, CheckpointStore, restore
+from job.devices import strategy_for
+from job.errors import UserError
+from job.generate import generate_pngs
+from job.samples import read_tags
+from job.step import build_state
+from job.train import fit
+
+pytestmark = pytest.mark.heavy
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory):
+    from job.prepare import prepare
+
+    data_dir = tmp_path_factory.mktemp("tfds")
+    prepare("28", str(data_dir), demo=True)
+    return str(data_dir)
+
+
+def smoke(demo_data, run, **sets):
+    return C.resolve("smoke", sets=[f"{k}={v}" for k, v in sets.items()],
+                     extra={"data_dir": demo_data, "run_uri": str(run)})
+
+
+def lines(path):
+    return [json.loads(l) for l in pathlib.Path(path).read_text().splitlines()]
+
+
+def checkpoint_arrays(run_uri):
+    """Every variable of the newest complete checkpoint, by its checkpoint key."""
+    store = CheckpointStore(str(run_uri), str(run_uri), keep=3)
+    folder = store.fetch(store.latest())
+    reader = tf.train.load_checkpoint(str(folder / "ckpt"))
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if "save_counter" not in k and k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+def test_two_replica_run_writes_every_output(demo_data, tmp_path):
+    run = tmp_path / "run"
+    final = fit(smoke(demo_data, run, cpu_replicas=2))
+    assert final["kimg"] > 0 and np.isfinite(final["g_loss"]) and np.isfinite(final["d_loss"])
+    history = lines(run / "metrics.jsonl")
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(np.isfinite(h["swd"]) and h["swd"] > 0 for h in history)
+    assert json.loads((run / "config.json").read_text())["cpu_replicas"] == 2
+    assert (run / "checkpoints" / "e000002-s00000" / COMPLETE).exists()
+    assert (run / "checkpoints" / "best.json").exists()
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "epoch_0001.png", "epoch_0002.png", "progress.gif"]
+    assert read_tags(run / "samples" / "epoch_0002.png")["synthetic"] == "true"
+    assert any((run / "events").iterdir())
+    exported = tf.keras.models.load_model(run / "generator.keras")
+    assert exported.output_shape == (None, 28, 28, 1)
+
+
+def test_rerun_resumes_from_the_newest_checkpoint_and_keeps_history(demo_data, tmp_path):
+    run = tmp_path / "run"
+    fit(smoke(demo_data, run, epochs=1))
+    seen = []
+    fit(smoke(demo_data, run, epochs=3), callbacks=[seen.append])
+    assert [r.epoch for r in seen] == [2, 3]  # epoch 1 was not trained again
+    assert [h["epoch"] for h in lines(run / "metrics.jsonl")] == [1, 2, 3]
+    assert all(r.checkpoint_dir and pathlib.Path(r.checkpoint_dir).is_dir() for r in seen)
+
+
+def test_checkpoints_are_pruned_but_the_best_is_kept(demo_data, tmp_path):
+    run = tmp_path / "run"
+    fit(smoke(demo_data, run, epochs=5, keep_checkpoints=2))
+    store = CheckpointStore(str(run), str(run), keep=2)
+    kept = [s.epoch for s in store.complete()]
+    assert kept[-2:] == [4, 5] and len(kept) <= 3
+    assert store.best().epoch in kept
+
+
+def test_non_finite_losses_stop_the_run_and_keep_the_last_good_checkpoint(demo_data, tmp_path):
+    run = tmp_path / "run"
+    config = smoke(demo_data, run, epochs=1)
+    fit(config)
+    # Poison the discriminator in the checkpoint the next run resumes from.
+    store = CheckpointStore(str(run), str(run), keep=3)
+    folder = store.fetch(store.latest())
+    state = build_state(config, strategy_for(0))
+    ckpt = state.checkpoint()
+    restore(ckpt, folder)
+    kernel = state.discriminator.trainable_variables[0]
+    kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+    ckpt.write(str(folder / "ckpt"))
+    with pytest.raises(UserError, match=r"non-finite loss in epoch 2 .*epochs 2\.\.2 .*epoch 1"):
+        fit(smoke(demo_data, run, epochs=3))
+    assert [s.epoch for s in store.complete()] == [1]
+
+
+def test_generate_writes_tagged_pngs_from_latest_best_or_an_epoch(demo_data, tmp_path):
+    run = tmp_path / "run"
+    fit(smoke(demo_data, run))
+    paths = generate_pngs(str(run), str(tmp_path / "out"), n=5, checkpoint="best")
+    assert len(paths) == 5
+    tags = read_tags(paths[0])
+    assert tags["synthetic"] == "true" and tags["run"] == str(run) and tags["epoch"] in ("1", "2")
+    images = generate_pngs(str(run), str(tmp_path / "out1"), n=3, checkpoint="1")
+    assert read_tags(images[0])["epoch"] == "1"
+    with pytest.raises(UserError, match="no complete checkpoint at epoch 9 .*have: 1, 2"):
+        generate_pngs(str(run), str(tmp_path / "out9"), n=1, checkpoint="9")
+
+
+def test_gcs_round_trip_and_generate_from_the_bucket(demo_data, gcs_prefix, tmp_path):
+    fit(smoke(demo_data, gcs_prefix))
+    files = storage.list_files(gcs_prefix)
+    for expected in ("config.json", "metrics.jsonl", "checkpoints/e000002-s00000/COMPLETE",
+                     "checkpoints/e000002-s00000/ckpt.index", "samples/epoch_0002.png",
+                     "samples/progress.gif", "generator.keras"):
+        assert expected in files, expected
+    assert any(f.startswith("events/") for f in files)
+    paths = generate_pngs(gcs_prefix, str(tmp_path / "out"), n=2)
+    assert read_tags(paths[0])["run"] == gcs_prefix
+
+
+def test_an_unreachable_bucket_fails_before_training(demo_data, gcs_emulator):
+    with pytest.raises(UserError, match="no-such-bucket"):
+        fit(smoke(demo_data, "gs://no-such-bucket/run"))
+
+
+# --- Through the CLI in subprocesses: signals, determinism and outages need their own process.
+
+def covidct(*args, **kw):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen([sys.executable, "-m", "job", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def train_args(demo_data, run, epochs):
+    return ["train", "--preset", "smoke", "--run", str(run), "--set", f"data_dir={demo_data}",
+            "--set", f"epochs={epochs}", "--set", "deterministic=true", "--cpu-replicas", "2"]
+
+
+def wait_for(predicate, proc, seconds=180):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"process ended early ({proc.returncode}): {err[-2000:]}")
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_killed_or_preempted_runs_resume_to_the_same_weights(demo_data, tmp_path):
+    epochs = 12
+    straight = covidct(*train_args(demo_data, tmp_path / "straight", epochs))
+    assert straight.wait(timeout=600) == 0, straight.communicate()[1][-2000:]
+
+    # SIGTERM (a preemption): a checkpoint is saved, exit code 143, the same command resumes.
+    run = tmp_path / "preempted"
+    proc = covidct(*train_args(demo_data, run, epochs))
+    wait_for(lambda: (run / "checkpoints" / "e000001-s00000" / COMPLETE).exists(), proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "SIGTERM: saved a checkpoint" in err and "Traceback" not in err
+    saved = CheckpointStore(str(run), str(run), keep=3).latest()
+    assert saved.epoch < epochs
+    resumed = covidct(*train_args(demo_data, run, epochs))
+    assert resumed.wait(timeout=600) == 0, resumed.communicate()[1][-2000:]
+
+    # kill -9: at most the epochs since the last checkpoint are lost; history has no duplicates.
+    run9 = tmp_path / "killed"
+    proc = covidct(*train_args(demo_data, run9, epochs))
+    wait_for(lambda: (run9 / "checkpoints" / "e000002-s00000" / COMPLETE).exists(), proc)
+    proc.kill()
+    proc.wait()
+    again = covidct(*train_args(demo_data, run9, epochs))
+    assert again.wait(timeout=600) == 0, again.communicate()[1][-2000:]
+    assert [h["epoch"] for h in lines(run9 / "metrics.jsonl")] == list(range(1, epochs + 1))
+
+    reference = checkpoint_arrays(tmp_path / "straight")
+    for other in (run, run9):
+        arrays = checkpoint_arrays(other)
+        assert arrays.keys() == reference.keys()
+        for key, value in reference.items():
+            np.testing.assert_array_equal(arrays[key], value, err_msg=key)
+
+
+def test_bucket_outage_mid_run_still_ends_with_a_complete_checkpoint(demo_data, gcs_emulator, gcs_prefix, tmp_path):
+    proc = covidct(*train_args(demo_data, gcs_prefix, 8))
+    wait_for(lambda: any(f.endswith(COMPLETE) for f in storage.list_files(gcs_prefix)), proc)
+    gcs_emulator.stop()
+    time.sleep(4)
+    gcs_emulator.start()
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    store = CheckpointStore(gcs_prefix, str(tmp_path), keep=3)
+    assert store.latest().epoch == 8
+    assert [json.loads(l)["epoch"] for l in storage.read_bytes(f"{gcs_prefix}/metrics.jsonl").decode().splitlines()] == list(range(1, 9))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "global_batch_size=100000"], "larger than the training set"),
+        (["--set", "data_dir=does-not-exist"], "is not prepared in data_dir"),
+    ],
+)
+def test_cli_bad_runs_fail_with_one_clear_message(demo_data, tmp_path, args, message):
+    base = ["train", "--preset", "smoke", "--run", str(tmp_path / "r"), "--set", f"data_dir={demo_data}"]
+    proc = covidct(*base, *args)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    assert message in err and "Traceback" not in err
