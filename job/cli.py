@@ -63,7 +63,8 @@ def _train(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     from job.prepare import prepare
 
-    prepare(args.config, args.data_dir, manual_dir=args.manual_dir, demo=args.demo)
+    prepare(args.config, args.data_dir, manual_dir=args.manual_dir, demo=args.demo,
+            if_missing=args.if_missing)
     return 0
 
 
@@ -84,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--demo", action="store_true", help="synthetic phantoms: no download needed")
     p.add_argument("--config", default="64", help=f"one of {sorted(cfg.RESOLUTIONS)}, or 'all'")
     p.add_argument("--data-dir", default=cfg.TrainConfig.data_dir, help="folder or gs:// URI")
+    p.add_argument("--if-missing", action="store_true",
+                   help="do nothing when the config is already prepared there (pod start-up)")
     p.set_defaults(func=_prepare)
 
     p = sub.add_parser("train", help="one training run (resumes from the run URI's newest checkpoint)")
