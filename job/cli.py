@@ -69,9 +69,23 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    if args.drop_copies or args.tfds_data_dir:
+        from job.synthetic_dataset import export
+
+        export(args.run, args.out, n=args.n, checkpoint=args.checkpoint, seed=args.seed,
+               drop_copies=args.drop_copies, tfds_data_dir=args.tfds_data_dir)
+        return 0
     from job.generate import generate_pngs
 
     generate_pngs(args.run, args.out, n=args.n, checkpoint=args.checkpoint, seed=args.seed)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from job.evaluate import evaluate
+
+    evaluate(args.run, args.out, checkpoint=args.checkpoint, n=args.n, seed=args.seed,
+             inception_weights=args.inception_weights, utility=args.utility)
     return 0
 
 
@@ -101,7 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--drop-copies", action="store_true",
+                   help="leave out images the memorisation check flags as near-copies of training scans")
+    p.add_argument("--tfds", dest="tfds_data_dir", default="", metavar="DATA_DIR",
+                   help="also build the TFDS dataset covid_ct_synthetic (with MODEL_CARD.md) in DATA_DIR")
     p.set_defaults(func=_generate)
+
+    p = sub.add_parser("evaluate", help="report on a checkpoint: quality, real vs synthetic, memorisation, diversity")
+    p.add_argument("--run", required=True, help="run URI (folder or gs://)")
+    p.add_argument("--checkpoint", default="latest", help="latest, best or an epoch number")
+    p.add_argument("--n", type=int, default=1000, help="generated images to evaluate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="report folder or gs:// URI")
+    p.add_argument("--inception-weights", default="",
+                   help="InceptionV3 no-top weights file (local or gs://) for FID/KID; 'imagenet' downloads them")
+    p.add_argument("--utility", action="store_true",
+                   help="also train classifiers on real, real + synthetic and synthetic images (slower)")
+    p.set_defaults(func=_evaluate)
 
     for ep in sorted(entry_points(group="covidct.commands"), key=lambda e: e.name):
         ep.load()(sub)  # each plugin adds its own subparser and sets func

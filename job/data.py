@@ -25,7 +25,7 @@ from job.errors import UserError
 DATASET = "covid_ct"
 
 
-def _local_data_dir(data_dir: str) -> str:
+def local_data_dir(data_dir: str) -> str:
     """A local folder holding the dataset: `data_dir` itself, or a staged copy of a gs:// one.
 
     TensorFlow's own gs:// client ignores STORAGE_EMULATOR_HOST and cannot be tested, so a bucket
@@ -45,7 +45,7 @@ def load_images(config: TrainConfig, split: str = "train") -> tuple[tf.data.Data
     """The split's images as uint8 (H, W, 1), cached in memory, and how many there are."""
     import tfds_covidct.covid_ct.covid_ct_dataset_builder  # noqa: F401  (registers covid_ct)
 
-    local = _local_data_dir(config.data_dir)
+    local = local_data_dir(config.data_dir)
     name = f"{DATASET}/{config.dataset_config}"
     builder = tfds.builder(name, data_dir=local)
     if not os.path.isdir(builder.data_dir) or not builder.info.splits:

@@ -1,0 +1,306 @@
+"""Generator evaluation on constructed cases with known answers (job.evaluate, job.memorisation,
+job.report, job.synthetic_dataset), and once end to end on a trained smoke run (heavy).
+
+"Scans" are smoothed random fields: different draws are as unlike as different patients, so the
+known answers are exact: copies sit at distance ~0, noise far from everything.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import scipy.ndimage
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from job import evaluate, memorisation, report, samples, storage, synthetic_dataset
+from job.errors import UserError
+
+
+def scans(n, size=28, seed=0):
+    rng = np.random.default_rng(seed)
+    x = scipy.ndimage.gaussian_filter(rng.standard_normal((n, size, size)), (0, 2, 2))
+    x = x / np.abs(x).max(axis=(1, 2), keepdims=True)
+    return x[..., None].astype(np.float32)
+
+
+def shifted(images, dy, dx):
+    """A true shift: content leaves one edge and black (-1) comes in at the other."""
+    out = np.full_like(images, -1.0)
+    h, w = images.shape[1:3]
+    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = \
+        images[:, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
+    return out
+
+
+@pytest.fixture(scope="module")
+def real():
+    return scans(120, seed=1), scans(40, seed=2)
+
+
+RUN = {"uri": "runs/constructed", "checkpoint": "latest", "epoch": 3, "seed": 0,
+       "dataset": "covid_ct/28", "data_dir": "data/tfds", "inception_weights": ""}
+
+
+def test_a_generator_that_returns_training_images_is_flagged_100_percent(real):
+    train, holdout = real
+    memo = memorisation.check(train[:50], train, holdout)
+    assert memo.flagged.all()
+    assert memo.summary()["flagged_share"] == 1.0
+    assert np.array_equal(memo.neighbour, np.arange(50))
+    assert memo.distance.max() < 1e-6
+    assert memo.threshold > 0.5  # different smoothed fields are far apart
+
+
+@pytest.mark.parametrize("size,shift", [(28, 2), (64, 4), (64, 2)])
+def test_shifted_copies_are_still_flagged(real, size, shift):
+    train = scans(60, size=size, seed=3)
+    holdout = scans(20, size=size, seed=4)
+    copies = np.concatenate([shifted(train[:10], shift, -shift), shifted(train[10:20], -shift, 0)])
+    memo = memorisation.check(copies, train, holdout)
+    assert memo.flagged.all(), memo.distance
+    assert np.array_equal(memo.neighbour, np.arange(20))
+    # The brightness and contrast a GAN may change do not hide a copy either.
+    memo = memorisation.check(0.5 * train[:10] + 0.2, train, holdout)
+    assert memo.flagged.all()
+
+
+def test_noise_is_flagged_0_percent_and_has_high_swd(real):
+    train, holdout = real
+    noise = np.random.default_rng(5).uniform(-1, 1, (80, 28, 28, 1)).astype(np.float32)
+    memo = memorisation.check(noise, train, holdout)
+    assert not memo.flagged.any()
+    assert np.median(memo.distance) > np.median(memo.reference_distance)
+    q = evaluate.quality(train, holdout, noise)
+    assert q["images_per_set"] == 40
+    assert q["swd_generated_vs_train"] > 3 * q["swd_holdout_vs_train"]
+    assert q["swd_generated_vs_holdout"] > 3 * q["swd_holdout_vs_train"]
+    # A generator drawing new scans from the same distribution stays near the floor.
+    fresh = evaluate.quality(train, holdout, scans(80, seed=6))
+    assert fresh["swd_generated_vs_train"] < 2 * fresh["swd_holdout_vs_train"]
+
+
+def test_a_collapsed_generator_has_near_zero_diversity_ratio(real):
+    train, _ = real
+    collapsed = np.repeat(scans(1, seed=7), 50, axis=0)
+    assert evaluate.diversity(train, collapsed)["diversity_ratio"] < 1e-6
+    assert 0.7 < evaluate.diversity(train, scans(50, seed=8))["diversity_ratio"] < 1.3
+
+
+def test_fresh_draws_are_flagged_about_as_often_as_chance_predicts(real):
+    # The threshold is the closest of M real pairs, so an ideal generator (fresh draws from the
+    # data distribution) has ~N/(M+1) images below it; the report says so.
+    train, holdout = real
+    summary = memorisation.check(scans(300, seed=14), train, holdout).summary()
+    assert summary["expected_by_chance"] == 300 / 41
+    assert 0 < summary["flagged"] < 4 * summary["expected_by_chance"]
+
+
+def test_exact_copies_are_flagged_even_when_a_holdout_scan_duplicates_a_training_scan(real):
+    train, holdout = real
+    leaky = np.concatenate([holdout, train[:1]])  # the real floor becomes 0
+    memo = memorisation.check(np.concatenate([train[5:8], scans(5, seed=9)]), train, leaky)
+    assert memo.threshold < 1e-6
+    assert memo.flagged.tolist() == [True] * 3 + [False] * 5
+
+
+def test_bad_inputs_give_clear_errors(real):
+    train, holdout = real
+    with pytest.raises(UserError, match="NaN"):
+        memorisation.check(np.full((2, 28, 28, 1), np.nan), train, holdout)
+    with pytest.raises(UserError, match="sizes differ"):
+        memorisation.check(scans(2, size=64), train, holdout)
+    with pytest.raises(UserError, match="differ in shape"):
+        evaluate.evaluate_arrays(train, holdout, scans(4, size=64))
+    with pytest.raises(UserError, match="both covid"):
+        evaluate.evaluate_arrays(train, holdout, scans(4), with_utility=True)
+
+
+def test_auc_matches_known_values():
+    assert evaluate.auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
+    assert evaluate.auc([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1]) == 0.0
+    assert evaluate.auc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == 0.5
+    assert evaluate.auc([1, 1], [0.1, 0.2]) is None
+
+
+def _report(tmp_path, train, holdout, generated):
+    results, memo = evaluate.evaluate_arrays(train, holdout, generated)
+    results["run"] = RUN
+    return report.write(tmp_path, results, memo, train=train, generated=generated), memo
+
+
+def test_report_of_a_copying_generator(tmp_path, real):
+    train, holdout = real
+    noise = np.random.default_rng(10).uniform(-1, 1, (5, 28, 28, 1)).astype(np.float32)
+    generated = np.concatenate([train[:45], noise])
+    doc, memo = _report(tmp_path, train, holdout, generated)
+    markdown = (tmp_path / "report.md").read_text()
+    assert markdown.strip().splitlines()[-1] == doc["verdict"]
+    assert doc["verdict"].startswith("VERDICT: 45 of 50 generated images are near-copies")
+    on_disk = json.loads((tmp_path / "report.json").read_text())
+    assert on_disk["verdict"] == doc["verdict"]
+    assert on_disk["memorisation"]["flagged"] == 45
+    assert len(on_disk["memorisation_rows"]) == 50
+    assert sum(r["flagged"] for r in on_disk["memorisation_rows"]) == 45
+    # Every flagged image is shown beside its neighbour: 45 pairs, 40 per page.
+    assert doc["files"]["flagged_pairs"] == ["flagged_pairs_001.png", "flagged_pairs_002.png"]
+    assert doc["files"]["closest_pairs"] == []
+    with Image.open(tmp_path / "flagged_pairs_002.png") as page:
+        assert page.height == 5 * 28 + 4 * samples.GAP_PX  # the last 5 pairs
+        assert page.width == 150 + 2 * 28 + samples.GAP_PX
+        assert "synthetic" in page.text["Comment"] and "real training" in page.text["Comment"]
+    for name in ["real_vs_synthetic.png", "samples.png", "memorisation_histogram.png"]:
+        assert f"]({name})" in markdown
+        with Image.open(tmp_path / name) as im:
+            im.verify()
+    with Image.open(tmp_path / "real_vs_synthetic.png") as im:
+        assert im.size == (96 + 8 * 28 + 7 * samples.GAP_PX, 2 * 28 + samples.GAP_PX)
+    assert samples.read_tags(tmp_path / "samples.png")["synthetic"] == "true"
+
+
+def test_report_of_a_novel_generator_says_no_memorisation(tmp_path, real):
+    train, holdout = real
+    noise = np.random.default_rng(11).uniform(-1, 1, (30, 28, 28, 1)).astype(np.float32)
+    doc, _ = _report(tmp_path, train, holdout, noise)
+    assert doc["verdict"].startswith("VERDICT: no memorisation detected (0/30")
+    assert doc["files"]["flagged_pairs"] == []
+    assert doc["files"]["closest_pairs"] == ["closest_pairs_001.png"]
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| hold-out vs train (floor) |" in markdown and "FID/KID: not computed" in markdown
+    assert markdown.strip().splitlines()[-1] == doc["verdict"]
+    with Image.open(tmp_path / "memorisation_histogram.png") as im:
+        pixels = np.asarray(im.convert("RGB")).reshape(-1, 3)
+    colours = {tuple(c) for c in pixels}
+    assert {report.HOLDOUT_COLOUR, report.GENERATED_COLOUR, report.THRESHOLD_COLOUR} <= colours
+
+
+def test_nan_figures_are_null_in_json(tmp_path, real):
+    train, holdout = real
+    flat = np.zeros((10, 28, 28, 1), np.float32)  # real diversity 0 -> ratio undefined
+    results, memo = evaluate.evaluate_arrays(train, holdout, flat)
+    results["run"] = RUN
+    results["diversity"] = evaluate.diversity(flat, flat)
+    report.write(tmp_path, results, memo, train=train, generated=flat)
+    assert json.loads((tmp_path / "report.json").read_text())["diversity"]["diversity_ratio"] is None
+
+
+def test_synthetic_tfds_dataset_round_trip(tmp_path):
+    images = scans(7, seed=12)
+    indices = np.array([0, 1, 2, 4, 5, 8, 9])  # 3, 6, 7 were dropped as copies
+    covid_p = np.array([0.9, 0.1, 0.7, 0.2, 0.6, 0.4, 0.95])
+    pngs = tmp_path / "pngs"
+    pngs.mkdir()
+    synthetic_dataset.write_pngs(pngs, images, indices, covid_p,
+                                 {"run": "runs/x", "epoch": "3", "source": "synthetic:runs/x@epoch3"})
+    tags = samples.read_tags(pngs / "synthetic_00004.png")
+    assert tags["synthetic"] == "true" and tags["label"] == "non_covid"
+    assert tags["covid_probability"] == "0.2000"
+    data_dir = tmp_path / "tfds"
+    synthetic_dataset.build(pngs, str(data_dir), "28")
+    # Loadable from the files alone, like the real dataset: no builder code needed.
+    builder = tfds.builder_from_directory(str(data_dir / "covid_ct_synthetic" / "28" / "1.0.0"))
+    assert builder.info.splits["train"].num_examples == 7
+    assert "SYNTHETIC" in builder.info.description
+    rows = sorted(tfds.as_numpy(builder.as_dataset(split="train")), key=lambda r: r["file_name"])
+    assert [r["file_name"].decode() for r in rows] == [f"synthetic_{i:05d}.png" for i in indices]
+    names = builder.info.features["label"].names
+    assert [names[r["label"]] for r in rows] == [
+        "covid" if p > 0.5 else "non_covid" for p in covid_p]
+    assert all(r["source"] == b"synthetic:runs/x@epoch3" for r in rows)
+    assert rows[0]["image"].shape == (28, 28, 1)
+    assert np.array_equal(rows[0]["image"][..., 0], samples.to_uint8(images[:1])[0])
+    ds = tfds.load("covid_ct_synthetic/28", data_dir=str(data_dir), split="train")
+    assert sum(1 for _ in ds) == 7
+
+
+def test_synthetic_dataset_refuses_untagged_images(tmp_path):
+    pngs = tmp_path / "pngs"
+    pngs.mkdir()
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(pngs / "synthetic_00000.png")  # no tags
+    with pytest.raises(UserError, match="not a labelled synthetic image"):
+        synthetic_dataset.build(pngs, str(tmp_path / "tfds"), "28")
+
+
+def test_model_card_names_run_use_figures_and_failure_modes(real):
+    train, holdout = real
+    gen = scans(20, seed=13)
+    info = {"run": "gs://b/runs/demo", "checkpoint": "best", "epoch": 30, "seed": 0, "config": "28",
+            "data_dir": "data/tfds", "train": 120, "holdout": 40, "generated": 22, "kept": 20,
+            "drop_copies": True, "covid_share": 0.4, "train_covid_share": 0.5,
+            "quality": evaluate.quality(train, holdout, gen),
+            "diversity": evaluate.diversity(train, gen),
+            "memorisation": memorisation.check(gen, train, holdout).summary()}
+    card = synthetic_dataset.model_card(info)
+    for needle in ["gs://b/runs/demo", "epoch 30", "not diagnosis", "Not patient scans",
+                   "2 near-copies of training scans dropped", "Known failure modes", "SWD x1e3"]:
+        assert needle.lower() in card.lower(), needle
+
+
+def separable(n, seed):
+    """covid = a bright blob in the field, non_covid = none: a classifier should separate them."""
+    x = scans(n, seed=seed) * 0.4
+    covid = np.arange(n) % 2 == 0
+    yy, xx = np.mgrid[:28, :28]
+    rng = np.random.default_rng(seed)
+    for i in np.flatnonzero(covid):
+        cy, cx = rng.integers(8, 20, size=2)
+        x[i, ..., 0] += 1.2 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 18.0)
+    return np.clip(x, -1, 1), covid
+
+
+@pytest.mark.heavy
+def test_class_fidelity_and_utility_on_a_separable_case():
+    train, train_covid = separable(160, seed=20)
+    holdout, holdout_covid = separable(60, seed=21)
+    generated, generated_covid = separable(40, seed=22)
+    results, _ = evaluate.evaluate_arrays(train, holdout, generated[generated_covid],
+                                          train_covid=train_covid, holdout_covid=holdout_covid,
+                                          with_utility=True)
+    fidelity = results["class_fidelity"]
+    assert fidelity["holdout_accuracy"] > 0.9 and fidelity["holdout_auc"] > 0.95
+    assert fidelity["generated_covid_share"] > 0.9  # all generated images carry the blob
+    assert fidelity["train_covid_share"] == 0.5
+    # Only covid-like synthetic images: one pseudo-class, so no synthetic-only classifier.
+    assert results["utility"]["synthetic"] is None
+    assert results["utility"]["real"]["accuracy"] > 0.9
+    assert results["utility"]["real_plus_synthetic"]["accuracy"] > 0.9
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """A 2-epoch smoke run on the 28x28 demo phantoms (both labels, train and test splits)."""
+    from job import config as C
+    from job.prepare import prepare
+    from job.train import fit
+
+    data_dir = tmp_path_factory.mktemp("tfds")
+    prepare("28", str(data_dir), demo=True)
+    run = tmp_path_factory.mktemp("run")
+    fit(C.resolve("smoke", extra={"data_dir": str(data_dir), "run_uri": str(run)}))
+    return str(run)
+
+
+@pytest.mark.heavy
+def test_evaluate_a_trained_run_into_a_bucket(smoke_run, gcs_prefix):
+    doc = evaluate.evaluate(smoke_run, gcs_prefix, n=64)
+    assert doc["run"]["epoch"] == 2 and doc["counts"]["generated"] == 64
+    assert doc["class_fidelity"] is not None  # the demo phantoms hold both labels
+    assert all(math.isfinite(doc["quality"][k]) for k in doc["quality"])
+    files = storage.list_files(gcs_prefix)
+    assert {"report.md", "report.json", "samples.png", "real_vs_synthetic.png",
+            "memorisation_histogram.png"} <= set(files)
+    markdown = storage.read_bytes(storage.join(gcs_prefix, "report.md")).decode()
+    assert markdown.strip().endswith(doc["verdict"])
+
+
+@pytest.mark.heavy
+def test_generate_drop_copies_and_tfds_export_end_to_end(smoke_run, tmp_path):
+    info = synthetic_dataset.export(smoke_run, str(tmp_path / "out"), n=24, drop_copies=True,
+                                    tfds_data_dir=str(tmp_path / "tfds"))
+    kept = sorted((tmp_path / "out").glob("synthetic_*.png"))
+    assert len(kept) == info["kept"] == 24 - info["memorisation"]["flagged"]
+    assert (tmp_path / "out" / "MODEL_CARD.md").exists()
+    assert (tmp_path / "tfds" / "covid_ct_synthetic" / "MODEL_CARD.md").exists()
+    ds = tfds.load("covid_ct_synthetic/28", data_dir=str(tmp_path / "tfds"), split="train")
+    assert sum(1 for _ in ds) == info["kept"]
