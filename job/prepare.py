@@ -29,10 +29,15 @@ def _scratch(kind: str, uri: str) -> pathlib.Path:
     return pathlib.Path(tempfile.gettempdir()) / f"covidct-{kind}" / hashlib.sha256(uri.encode()).hexdigest()[:16]
 
 
+PREPARED = "PREPARED"  # written after every file of a config is in place
+
+
 def is_prepared(config: str, data_dir: str) -> bool:
-    """Whether `data_dir` already holds covid_ct/<config> (any version): lets start-up skip a rebuild."""
-    prefix = storage.join(data_dir, "covid_ct", config)
-    return any(f.endswith("dataset_info.json") for f in storage.list_files(prefix))
+    """Whether covid_ct/<config> in `data_dir` is complete: lets pod start-up skip a rebuild.
+
+    Only the marker counts: an upload cut short by a preemption leaves files but no marker.
+    """
+    return storage.exists(storage.join(data_dir, "covid_ct", config, PREPARED))
 
 
 def prepare(config: str, data_dir: str, manual_dir: str | None = None, demo: bool = False,
@@ -58,11 +63,14 @@ def prepare(config: str, data_dir: str, manual_dir: str | None = None, demo: boo
     summaries = []
     for c in configs:
         try:
-            summaries.append(builder.build(c, str(local_data), manual_dir=manual_dir, demo=demo))
+            summary = builder.build(c, str(local_data), manual_dir=manual_dir, demo=demo)
         except DatasetError as e:
             raise UserError(str(e)) from None
-    if remote:
-        for c in configs:
+        log.info(summary.line())
+        summaries.append(summary)
+    for c in configs:
+        if remote:
             storage.upload_dir(str(local_data / "covid_ct" / c), storage.join(data_dir, "covid_ct", c))
-        log.info(f"uploaded covid_ct/{','.join(configs)} to {data_dir}")
+            log.info(f"uploaded covid_ct/{c} to {data_dir}")
+        storage.write_bytes(storage.join(data_dir, "covid_ct", c, PREPARED), b"")
     return summaries

@@ -1,0 +1,41 @@
+"""`covidct prepare` into a folder and into a bucket, and --if-missing for pod start-up."""
+
+import pytest
+
+from job import storage
+from job.config import resolve
+from job.data import load_images
+from job.errors import UserError
+from job.prepare import PREPARED, is_prepared, prepare
+
+pytestmark = pytest.mark.heavy
+
+
+def test_prepare_into_a_bucket_then_train_data_loads_from_it(gcs_prefix):
+    summaries = prepare("28", gcs_prefix, demo=True)
+    assert summaries[0].synthetic and summaries[0].kept > 0
+    files = storage.list_files(gcs_prefix)
+    assert f"covid_ct/28/{PREPARED}" in files
+    assert any(f.endswith("dataset_info.json") for f in files)
+    images, count = load_images(resolve("smoke", extra={"data_dir": gcs_prefix}))
+    assert count == summaries[0].splits["train"]
+    assert next(iter(images)).shape == (28, 28, 1)
+
+
+def test_if_missing_skips_a_complete_build_but_not_a_partial_one(tmp_path):
+    data_dir = str(tmp_path)
+    assert not is_prepared("28", data_dir)
+    prepare("28", data_dir, demo=True)
+    assert is_prepared("28", data_dir)
+    assert prepare("28", data_dir, demo=True, if_missing=True) == []
+    (tmp_path / "covid_ct" / "28" / PREPARED).unlink()  # as if the upload was cut short
+    assert len(prepare("28", data_dir, demo=True, if_missing=True)) == 1
+
+
+def test_prepare_refuses_bad_arguments_clearly(tmp_path):
+    with pytest.raises(UserError, match="--config '100'"):
+        prepare("100", str(tmp_path), demo=True)
+    with pytest.raises(UserError, match="--manual-dir"):
+        prepare("28", str(tmp_path))
+    with pytest.raises(UserError):
+        prepare("28", str(tmp_path), manual_dir=str(tmp_path / "missing"))
