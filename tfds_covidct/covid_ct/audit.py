@@ -1,0 +1,120 @@
+"""The audit of a build: one row per input file (CSV + JSON), counts, and a contact sheet.
+
+A person checks the cleaning by looking at one picture: a sample of inputs before (crop box in
+red) and after cleaning, then every rejected file with its reason.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import pathlib
+
+from PIL import Image, ImageDraw
+
+from tfds_covidct.covid_ct.process import THUMB, Record
+
+CSV_NAME, JSON_NAME, SHEET_NAME, LOG_NAME = "audit.csv", "audit.json", "contact_sheet.png", "build.log"
+COLUMNS = ("id", "source", "label", "file_name", "decision", "reason", "detail", "box",
+           "duplicate_of", "split", "notes", "sha256", "bytes", "format", "mode", "width", "height")
+SAMPLE = 36  # kept files shown before/after on the contact sheet
+PAIRS_PER_ROW = 6
+CAPTION = 26
+
+
+def summarise(records: list[Record]) -> dict:
+    """Counts: found, kept (per split and label), duplicates, rejected by reason."""
+    decisions = collections.Counter(r.decision for r in records)
+    rejected = collections.Counter(r.reason for r in records if r.decision == "rejected")
+    kept = [r for r in records if r.decision == "kept"]
+    return {
+        "found": len(records),
+        "kept": decisions["kept"],
+        "duplicates": decisions["duplicate"],
+        "rejected": decisions["rejected"],
+        "rejected_by_reason": dict(sorted(rejected.items())),
+        "splits": dict(sorted(collections.Counter(r.split for r in kept).items())),
+        "labels": dict(sorted(collections.Counter(r.label for r in kept).items())),
+        "sources": dict(sorted(collections.Counter(r.source for r in kept).items())),
+    }
+
+
+def summary_line(summary: dict) -> str:
+    reasons = ", ".join(f"{k} {v}" for k, v in summary["rejected_by_reason"].items())
+    return (f"found {summary['found']}, kept {summary['kept']} "
+            f"(train {summary['splits'].get('train', 0)}, test {summary['splits'].get('test', 0)}), "
+            f"duplicates {summary['duplicates']}, rejected {summary['rejected']}"
+            + (f" ({reasons})" if reasons else ""))
+
+
+def write(records: list[Record], out_dir: pathlib.Path, header: dict, log_lines: list[str]) -> dict[str, str]:
+    """Writes audit.csv, audit.json, contact_sheet.png and build.log into out_dir; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [{k: getattr(r, k) for k in COLUMNS} for r in records]
+    summary = summarise(records)
+    with (out_dir / CSV_NAME).open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    document = {**header, "summary": summary, "rows": rows}
+    (out_dir / JSON_NAME).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    contact_sheet(records, out_dir / SHEET_NAME, f"{header.get('title', '')}  {summary_line(summary)}")
+    lines = log_lines + [f"{header.get('title', '')}: {summary_line(summary)}"]
+    (out_dir / LOG_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {"csv": str(out_dir / CSV_NAME), "json": str(out_dir / JSON_NAME),
+            "contact_sheet": str(out_dir / SHEET_NAME), "log": str(out_dir / LOG_NAME)}
+
+
+def sample_kept(records: list[Record], n: int = SAMPLE) -> list[Record]:
+    """An even, deterministic spread of kept files (by sha256)."""
+    kept = sorted((r for r in records if r.decision == "kept"), key=lambda r: r.sha256)
+    if len(kept) <= n:
+        return kept
+    step = len(kept) / n
+    return [kept[int(i * step)] for i in range(n)]
+
+
+def contact_sheet(records: list[Record], path: pathlib.Path, title: str) -> None:
+    """Before/after pairs of a sample of kept files, then every rejected file with its reason."""
+    tiles = [(r, True) for r in sample_kept(records)]
+    tiles += [(r, False) for r in records if r.decision == "rejected"]
+    pair_w, tile_h = 2 * THUMB + 6, THUMB + CAPTION
+    rows = max(1, -(-len(tiles) // PAIRS_PER_ROW))
+    sheet = Image.new("RGB", (PAIRS_PER_ROW * pair_w, 30 + rows * tile_h), (40, 40, 48))
+    draw = ImageDraw.Draw(sheet)
+    draw.text((6, 8), title[:220], fill=(255, 255, 120))
+    for i, (record, kept) in enumerate(tiles):
+        x, y = (i % PAIRS_PER_ROW) * pair_w, 30 + (i // PAIRS_PER_ROW) * tile_h
+        _paste(sheet, record.before, x, y)
+        if kept:
+            _paste(sheet, record.after, x + THUMB + 2, y)
+            caption, colour = f"{record.label} {record.split}", (200, 220, 255)
+        else:
+            draw.text((x + THUMB + 6, y + 4), "REJECTED", fill=(255, 90, 90))
+            for j, line in enumerate(_wrap(record.detail, 20)[:6]):
+                draw.text((x + THUMB + 6, y + 18 + 13 * j), line, fill=(255, 170, 170))
+            caption, colour = record.reason, (255, 120, 120)
+        draw.text((x + 2, y + THUMB + 1), record.file_name[:38], fill=(230, 230, 230))
+        draw.text((x + 2, y + THUMB + 13), caption[:38], fill=colour)
+    sheet.save(path, optimize=False)
+
+
+def _paste(sheet: Image.Image, thumb_path: str, x: int, y: int) -> None:
+    if thumb_path and pathlib.Path(thumb_path).is_file():
+        with Image.open(thumb_path) as thumb:
+            sheet.paste(thumb.convert("RGB"), (x, y))
+    else:
+        ImageDraw.Draw(sheet).rectangle((x, y, x + THUMB - 1, y + THUMB - 1), outline=(120, 120, 120))
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    return [text[i:i + width] for i in range(0, len(text), width)]
+
+
+def read_summary(audit_json: str) -> dict:
+    """The header and summary of a written audit (without the rows)."""
+    document = json.loads(pathlib.Path(audit_json).read_text(encoding="utf-8"))
+    document.pop("rows", None)
+    return document
+

@@ -1,0 +1,113 @@
+"""manual_dir -> the plan of a build: every input's audit record, the kept scans and their split.
+
+Files are decoded and cleaned in a process pool (streamed: each worker writes its cleaned image to
+a spool folder and returns a small record), then de-duplicated across sources, then split. The
+split is a function of the kept file's sha256 alone, so a rebuild never moves a scan.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import multiprocessing
+import os
+from collections.abc import Iterator
+
+import numpy as np
+
+from tfds_covidct.covid_ct import curation as curation_lib
+from tfds_covidct.covid_ct import dedupe, sources
+from tfds_covidct.covid_ct.process import Record, process
+
+TEST_PERCENT = 10
+# Below this many files the pool costs more (worker start-up imports numpy/scipy) than it saves.
+POOL_MIN_FILES = 24
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Plan:
+    records: list[Record]
+    found: list[sources.Found]
+
+    def kept(self, split: str) -> Iterator[Record]:
+        """The kept records of `split`, in a stable order (by sha256)."""
+        chosen = [r for r in self.records if r.decision == "kept" and r.split == split]
+        return iter(sorted(chosen, key=lambda r: r.sha256))
+
+
+def split_of(sha256: str) -> str:
+    """'test' for about TEST_PERCENT % of files, chosen by content alone."""
+    return "test" if int(sha256[:8], 16) % 100 < TEST_PERCENT else "train"
+
+
+def plan(manual_dir: str | None, size: tuple[int, int], spool: str, workers: int | None = None,
+         found: list[sources.Found] | None = None,
+         logger: logging.Logger | logging.LoggerAdapter = log) -> Plan:
+    """Finds, reads, cleans and de-duplicates every input of `manual_dir` for images of `size`.
+
+    `found` is the result of `sources.discover` when the caller already has it.
+    Raises DatasetError for whole-build problems (no manual_dir, nothing recognisable, a bad
+    curation file); every problem with a single file is a record with decision 'rejected'.
+    """
+    if found is None:
+        found = sources.discover(manual_dir)
+        for f in found:
+            logger.info("%s", f.describe())
+    rules = curation_lib.load(manual_dir)
+    items = [f for src in found for f in src.files]
+    logger.info("%d input files from %d source(s); %d curation rule(s)", len(items), len(found), len(rules))
+    records = []
+    for i, record in enumerate(_process_all(items, size, rules, spool, workers), start=1):
+        records.append(record)
+        if i % 200 == 0:
+            logger.info("processed %d/%d files", i, len(items))
+    resolve(records)
+    return Plan(records, found)
+
+
+def _process_all(items, size, rules, spool, workers) -> Iterator[Record]:
+    workers = workers if workers is not None else len(os.sched_getaffinity(0))
+    ids = [f.display for f in items]
+    if workers <= 1 or len(items) < POOL_MIN_FILES:
+        for item, record_id in zip(items, ids):
+            yield process(item, record_id, size, rules, spool)
+        return
+    # spawn, not fork: the parent has TensorFlow's threads running.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        n = len(items)
+        yield from pool.map(process, items, ids, [size] * n, [rules] * n, [spool] * n, chunksize=4)
+
+
+def _signature(record: Record) -> np.ndarray:
+    side = dedupe.SIGNATURE_SIDE
+    return np.frombuffer(bytes.fromhex(record.signature), np.uint8).reshape(side, side)
+
+
+def resolve(records: list[Record]) -> None:
+    """Decides duplicates and splits in place: after it every record is kept, duplicate or rejected."""
+    usable = [r for r in records if not r.decision]
+    candidates = [dedupe.Candidate(r.id, r.sha256, _signature(r), r.width * r.height) for r in usable]
+    by_id = {r.id: r for r in usable}
+    groups: dict[str, list[tuple[Record, dedupe.Duplicate]]] = {}
+    for dup in dedupe.find_duplicates(candidates):
+        groups.setdefault(dup.of, []).append((by_id[dup.id], dup))
+    for keeper_id, copies in groups.items():
+        keeper = by_id[keeper_id]
+        labels = {keeper.label} | {r.label for r, _ in copies}
+        if len(labels) > 1:
+            for r in [keeper] + [r for r, _ in copies]:
+                r.reject("duplicate_label_conflict",
+                         f"the same scan is labelled {' and '.join(sorted(labels))} "
+                         f"({keeper.id}, {', '.join(c.id for c, _ in copies)})")
+            continue
+        for r, dup in copies:
+            r.decision, r.duplicate_of = "duplicate", dup.of
+            r.reason = f"{dup.kind}_duplicate"
+            r.detail = "same bytes" if dup.kind == "exact" else f"perceptual hash {dup.bits} bits apart"
+    for r in usable:
+        if not r.decision:
+            r.decision, r.split = "kept", split_of(r.sha256)
