@@ -211,8 +211,8 @@ def _preset_demo() -> TrainConfig:
         TrainConfig(),
         dict(
             name="demo", dataset_config="64", g_depth=5, d_depth=5, g_filters=16, d_filters=16,
-            global_batch_size=32, epochs=30, sample_every_epochs=5, checkpoint_every_epochs=5,
-            metrics_every_epochs=5, g_lr=2e-4, d_lr=2e-4,
+            global_batch_size=16, epochs=60, sample_every_epochs=5, checkpoint_every_epochs=10,
+            metrics_every_epochs=10, g_lr=2e-4, d_lr=2e-4,
         ),
     )
 

@@ -114,8 +114,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             summary = audit.summarise(plan.records)
             logger.info("%s", audit.summary_line(summary))
             header = {"dataset": name, "version": str(self.version), "size": list(size),
-                      "synthetic": plan.synthetic, "manual_dir": manual_dir,
-                      "title": f"{name}{' SYNTHETIC DEMO' if plan.synthetic else ''}"}
+                      "synthetic": logger.synthetic, "manual_dir": manual_dir,
+                      "title": f"{name}{' SYNTHETIC DEMO' if logger.synthetic else ''}"}
             # A local folder: this package builds locally (job.prepare uploads to buckets).
             audit.write(plan.records, pathlib.Path(str(self.data_path / AUDIT_DIR)), header, lines)
             empty = [s for s in ("train", "test") if not any(True for _ in plan.kept(s))]
