@@ -63,7 +63,10 @@ class TrainConfig:
     global_batch_size: int = 32
     epochs: int = 500
     augment: str = "translation,cutout,color"  # DiffAugment policy, comma-separated, "" = off
-    ema_decay: float = 0.999  # EMA generator used for samples, metrics, export; 0 = off
+    # EMA generator (samples, metrics, export), as in StyleGAN2-ADA: a half-life in thousands of
+    # images, ramped up early (half-life <= ema_rampup x images so far) so short runs show progress.
+    ema_kimg: float = 10.0  # 0 = off: the EMA generator is a copy of the generator
+    ema_rampup: float = 0.05
 
     # Execution.
     precision: str = "float32"
@@ -101,6 +104,15 @@ class TrainConfig:
     @property
     def augment_policy(self) -> tuple[str, ...]:
         return tuple(p for p in self.augment.split(",") if p)
+
+    def ema_beta(self, images_seen: int) -> float:
+        """The EMA's decay for the next step, after `images_seen` training images."""
+        if self.ema_kimg <= 0:
+            return 0.0
+        half_life = self.ema_kimg * 1000
+        if self.ema_rampup > 0:
+            half_life = min(half_life, images_seen * self.ema_rampup)
+        return 0.5 ** (self.global_batch_size / max(half_life, 1e-8))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -265,9 +277,13 @@ def validate(config: TrainConfig, num_replicas: int | None = None) -> TrainConfi
         value = getattr(c, name)
         if not (math.isfinite(value) and 0 < value < 1):
             raise ConfigError(name, f"must be a learning rate in (0, 1), got {value}")
-    for name in ("adam_beta_1", "adam_beta_2", "ema_decay"):
+    for name in ("adam_beta_1", "adam_beta_2"):
         if not 0 <= getattr(c, name) < 1:
             raise ConfigError(name, f"must be in [0, 1), got {getattr(c, name)}")
+    if c.ema_kimg < 0:
+        raise ConfigError("ema_kimg", f"must be >= 0 (0 = off), got {c.ema_kimg}")
+    if not 0 <= c.ema_rampup <= 1:
+        raise ConfigError("ema_rampup", f"must be in [0, 1], got {c.ema_rampup}")
     if not 0 <= c.dropout < 1:
         raise ConfigError("dropout", f"must be in [0, 1), got {c.dropout}")
     if c.r1_gamma < 0:

@@ -79,7 +79,8 @@ def build_state(config: TrainConfig, strategy: tf.distribute.Strategy) -> GanSta
 
 
 def make_train_step(config: TrainConfig, state: GanState, strategy: tf.distribute.Strategy):
-    """A `tf.function` taking one distributed global batch, returning summed metrics.
+    """A `tf.function` taking one distributed global batch and the EMA's decay for this step
+    (`TrainConfig.ema_beta`, a float32 scalar tensor so it never retraces), returning metrics.
 
     Returned metrics are sums over the global batch divided by the global batch size, i.e. batch
     means: g_loss, d_loss, d_real_acc (share of real images D calls real), r1.
@@ -132,17 +133,16 @@ def make_train_step(config: TrainConfig, state: GanState, strategy: tf.distribut
         state.d_opt.apply_gradients(zip(d_grads, D.trainable_variables))
         return metrics
 
-    decay = config.ema_decay
     ema_pairs = list(zip(state.ema_generator.trainable_variables, G.trainable_variables))
     copy_pairs = list(zip(state.ema_generator.non_trainable_variables, G.non_trainable_variables))
 
     @tf.function
-    def train_step(dist_batch):
+    def train_step(dist_batch, ema_beta):
         per_replica = strategy.run(replica_step, args=(dist_batch,))
         metrics = {k: strategy.reduce("SUM", v, axis=None) for k, v in per_replica.items()}
         # Cross-replica context: one assignment updates every replica's copy alike.
         for e, w in ema_pairs:
-            e.assign(decay * e + (1.0 - decay) * w if decay else w)
+            e.assign(ema_beta * e + (1.0 - ema_beta) * w)
         for e, w in copy_pairs:
             e.assign(w)
         return metrics

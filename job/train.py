@@ -178,7 +178,8 @@ def fit(
                 data.epoch_batches(images, config, epoch, skip_batches=skip))
             totals, steps = None, 0
             for batch in batches:
-                out = train_step(batch)
+                seen = (epoch * plan.steps_per_epoch + int(state.step.numpy())) * config.global_batch_size
+                out = train_step(batch, tf.constant(config.ema_beta(seen), tf.float32))
                 totals = out if totals is None else {k: totals[k] + out[k] for k in out}
                 steps += 1
                 state.step.assign_add(1)

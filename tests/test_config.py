@@ -50,7 +50,7 @@ def test_later_sources_override_earlier(tmp_path):
         (["d_depth=2"], "d_depth"),
         (["dataset_config=100"], "dataset_config"),
         (["augment=translation,rotate"], "augment"),
-        (["ema_decay=1.5"], "ema_decay"),
+        (["ema_kimg=-1"], "ema_kimg"),
         (["global_batch_size=0"], "global_batch_size"),
     ],
 )

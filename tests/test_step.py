@@ -23,7 +23,7 @@ def _one_step(config, replicas):
     state = build_state(config, strategy)
     step = make_train_step(config, state, strategy)
     batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(_images(), config, 0))))
-    metrics = {k: float(v) for k, v in step(batch).items()}
+    metrics = {k: float(v) for k, v in step(batch, tf.constant(0.9)).items()}
     weights = np.concatenate([v.numpy().ravel() for v in state.generator.weights + state.discriminator.weights])
     ema = np.concatenate([v.numpy().ravel() for v in state.ema_generator.weights])
     return metrics, weights, ema
@@ -45,27 +45,36 @@ def test_first_losses_are_near_log2_for_bce_and_finite():
     assert all(math.isfinite(v) for v in m.values())
 
 
-def test_ema_decay_zero_copies_the_generator():
-    config = C.resolve("smoke", sets=["ema_decay=0"])
+def test_ema_beta_zero_copies_the_generator():
+    config = C.resolve("smoke")
     strategy = strategy_for(2)
     state = build_state(config, strategy)
     step = make_train_step(config, state, strategy)
     for batch in strategy.experimental_distribute_dataset(epoch_batches(_images(), config, 0)):
-        step(batch)
+        step(batch, tf.constant(0.0))
     for e, g in zip(state.ema_generator.weights, state.generator.weights):
         np.testing.assert_allclose(e.numpy(), g.numpy())
 
 
 def test_ema_lags_the_generator_with_a_high_decay():
-    config = C.resolve("smoke", sets=["ema_decay=0.99"])
+    config = C.resolve("smoke")
     strategy = strategy_for(1)
     state = build_state(config, strategy)
     before = [v.numpy().copy() for v in state.ema_generator.trainable_variables]
     step = make_train_step(config, state, strategy)
     batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(_images(), config, 0))))
-    step(batch)
+    step(batch, tf.constant(0.99))
     for b, e, g in zip(before, state.ema_generator.trainable_variables, state.generator.trainable_variables):
         np.testing.assert_allclose(e.numpy(), 0.99 * b + 0.01 * g.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_ema_half_life_ramps_up_then_holds():
+    config = C.resolve("smoke", sets=["ema_kimg=10", "ema_rampup=0.05", "global_batch_size=16"])
+    # Early: half-life = 5% of the 1000 images seen = 50 images -> beta = 0.5 ** (16 / 50).
+    assert config.ema_beta(1000) == pytest.approx(0.5 ** (16 / 50))
+    # Late: the 10 kimg half-life caps it.
+    assert config.ema_beta(10_000_000) == pytest.approx(0.5 ** (16 / 10_000))
+    assert C.override(config, {"ema_kimg": 0}).ema_beta(10_000) == 0.0
 
 
 def test_losses_have_their_textbook_values():
