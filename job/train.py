@@ -148,6 +148,10 @@ def fit(
     if source is not None:
         restored = restore(ckpt, source)
         log.info(f"resumed from {source}: epoch {restored['epoch']}, step {restored['step']}")
+        # Keras 3 checkpoints the learning rate; the config's value wins (a resumed run with
+        # --set g_lr=..., a PBT trial that was handed a new rate).
+        state.g_opt.learning_rate.assign(config.g_lr)
+        state.d_opt.learning_rate.assign(config.d_lr)
     files.write_config()
     start_epoch = int(state.epoch.numpy())
     files.resume_history(start_epoch)

@@ -84,6 +84,18 @@ def test_rerun_resumes_from_the_newest_checkpoint_and_keeps_history(demo_data, t
     assert all(r.checkpoint_dir and pathlib.Path(r.checkpoint_dir).is_dir() for r in seen)
 
 
+def test_a_resumed_run_uses_the_configured_learning_rates(demo_data, tmp_path):
+    run = tmp_path / "run"
+    fit(smoke(demo_data, run, epochs=1, g_lr=1e-3, d_lr=1e-3))
+    config = smoke(demo_data, run, epochs=2, g_lr=5e-4, d_lr=2e-4)
+    fit(config)
+    state = build_state(config, strategy_for(0))
+    store = CheckpointStore(str(run), str(run), keep=3)
+    restore(state.checkpoint(), store.fetch(store.latest()))
+    assert float(state.g_opt.learning_rate.numpy()) == pytest.approx(5e-4)
+    assert float(state.d_opt.learning_rate.numpy()) == pytest.approx(2e-4)
+
+
 def test_checkpoints_are_pruned_but_the_best_is_kept(demo_data, tmp_path):
     run = tmp_path / "run"
     fit(smoke(demo_data, run, epochs=5, keep_checkpoints=2))

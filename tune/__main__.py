@@ -1,0 +1,7 @@
+"""`python -m tune ...` is `covidct sweep ...` (what `ray job submit -- python -m tune` runs)."""
+
+import sys
+
+from tune.cli import main
+
+sys.exit(main())

@@ -1,0 +1,168 @@
+"""`covidct best`: rank a finished sweep's trials from its storage and pull the winner.
+
+    covidct best --sweep gs://BUCKET/sweeps/lr-depth --top 5 --out runs/best
+    covidct generate --run runs/best --checkpoint best --n 16 --out out/best
+
+Reads only files (the cluster may be long gone): each trial's run folder `<sweep>/<id>/run` holds
+its config.json, metrics.jsonl and complete checkpoints, written by the job itself. A trial's
+score is its best metric among the checkpoints it kept, so the score always has weights behind it.
+The winner is downloaded in the run-folder layout `covidct generate --run DIR` reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+
+from job import storage
+from job.checkpoint import COMPLETE, CheckpointStore, Saved, parse_name
+from job.errors import UserError
+from job.outputs import CONFIG, METRICS, read_metrics
+from tune.layout import RUN_FOLDER, trial_run_uri
+
+MODES = {"swd": "min", "fid": "min", "kid": "min", "diversity": "max"}
+NOT_SETTINGS = ("name", "run_uri")  # differ between every two trials by construction
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One trial's run, as its files in storage describe it."""
+
+    trial_id: str
+    run_uri: str
+    config: dict
+    history: tuple[dict, ...]  # metrics.jsonl, one dict per epoch
+    checkpoints: tuple[Saved, ...]  # complete ones, oldest first
+    sample_epochs: tuple[int, ...]  # epochs with a sample grid
+
+    @property
+    def last_epoch(self) -> int:
+        return self.history[-1]["epoch"] if self.history else 0
+
+    def at(self, epoch: int) -> dict:
+        return next((h for h in self.history if h["epoch"] == epoch), {})
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranked:
+    trial: Trial
+    value: float | None  # the metric at `checkpoint`; None if no kept checkpoint measured it
+    checkpoint: Saved | None
+
+
+def read_trials(sweep_uri: str) -> list[Trial]:
+    """Every trial run under `sweep_uri` (`<storage>/<sweep name>`)."""
+    files = storage.list_files(sweep_uri)
+    ids = sorted({rel.split("/")[0] for rel in files if rel.endswith(f"/{RUN_FOLDER}/{CONFIG}")
+                  and rel.count("/") == 2})
+    if not ids:
+        raise UserError(f"{sweep_uri} holds no trial runs (<trial id>/{RUN_FOLDER}/{CONFIG}): give "
+                        "the sweep's folder, <storage>/<sweep name>")
+    trials = []
+    for tid in ids:
+        run = trial_run_uri(sweep_uri, tid)
+        checkpoints, samples = [], []
+        for rel in files:
+            parts = rel.split("/")
+            if parts[:3] == [tid, RUN_FOLDER, "checkpoints"] and len(parts) == 5 and parts[4] == COMPLETE:
+                if (saved := parse_name(parts[3])) is not None:
+                    checkpoints.append(saved)
+            if parts[:3] == [tid, RUN_FOLDER, "samples"] and len(parts) == 4 and parts[3].startswith("epoch_"):
+                samples.append(int(parts[3][len("epoch_"):].split(".")[0]))
+        trials.append(Trial(
+            trial_id=tid, run_uri=run,
+            config=json.loads(storage.read_bytes(storage.join(run, CONFIG))),
+            history=tuple(read_metrics(run)),
+            checkpoints=tuple(sorted(checkpoints, key=lambda s: (s.epoch, s.step))),
+            sample_epochs=tuple(sorted(samples)),
+        ))
+    return trials
+
+
+def rank(trials: list[Trial], metric: str) -> list[Ranked]:
+    """Trials best first by `metric` at their kept checkpoints; unmeasured trials last."""
+    if metric not in MODES:
+        raise UserError(f"--metric must be one of {sorted(MODES)}, got {metric!r}")
+    sign = 1 if MODES[metric] == "min" else -1
+    ranked = []
+    for trial in trials:
+        scored = [(trial.at(s.epoch)[metric], s) for s in trial.checkpoints
+                  if s.step == 0 and _finite(trial.at(s.epoch).get(metric))]
+        value, saved = min(scored, key=lambda vs: sign * vs[0]) if scored else (None, None)
+        ranked.append(Ranked(trial, value, saved))
+    if all(r.value is None for r in ranked):
+        seen = sorted({k for t in trials for h in t.history for k in h})
+        raise UserError(f"no trial has a checkpoint measured by {metric!r}; the trials recorded {seen}")
+    return sorted(ranked, key=lambda r: (r.value is None, sign * (r.value or 0.0)))
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def varying_fields(trials: list[Trial]) -> list[str]:
+    """The config fields the sweep varied: those that differ between trials."""
+    fields = sorted({k for t in trials for k in t.config} - set(NOT_SETTINGS))
+    return [f for f in fields if len({json.dumps(t.config.get(f)) for t in trials}) > 1]
+
+
+def table(ranked: list[Ranked], metric: str, fields: list[str], limit: int | None = None) -> str:
+    """A markdown table: rank, trial, metric, epoch, collapse signals, the varied settings."""
+    head = ["#", "trial", metric, "epoch", "epochs", "diversity", "D(real) acc", *fields]
+    rows = [head, ["---"] * len(head)]
+    for i, r in enumerate(ranked[:limit], 1):
+        at = r.trial.at(r.checkpoint.epoch) if r.checkpoint else {}
+        rows.append([
+            str(i), r.trial.trial_id, fmt(r.value), str(r.checkpoint.epoch) if r.checkpoint else "-",
+            f"{r.trial.last_epoch}/{r.trial.config.get('epochs')}", fmt(at.get("diversity")),
+            fmt(at.get("d_real_acc")), *(fmt(r.trial.config.get(f)) for f in fields),
+        ])
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return repr(value) if value == "" else str(value)
+
+
+def download(ranked: Ranked, metric: str, out_dir: str) -> pathlib.Path:
+    """The trial's best checkpoint and config, as a run folder `covidct generate` accepts.
+
+    The checkpoint is marked best (checkpoints/best.json), so `--checkpoint best` and `latest`
+    both load it.
+    """
+    if ranked.checkpoint is None:
+        raise UserError(f"trial {ranked.trial.trial_id} has no checkpoint measured by {metric}")
+    out = pathlib.Path(out_dir)
+    run = ranked.trial.run_uri
+    config = storage.read_bytes(storage.join(run, CONFIG))
+    if (out / CONFIG).exists() and (out / CONFIG).read_bytes() != config:
+        raise UserError(f"--out {out} already holds another run; give an empty or new folder")
+    name = ranked.checkpoint.name
+    storage.download_dir(storage.join(run, "checkpoints", name), str(out / "checkpoints" / name))
+    (out / CONFIG).write_bytes(config)
+    if storage.exists(storage.join(run, METRICS)):
+        (out / METRICS).write_bytes(storage.read_bytes(storage.join(run, METRICS)))
+    CheckpointStore(str(out), str(out), keep=1).mark_best(name, metric, ranked.value)
+    return out
+
+
+def best(sweep_uri: str, metric: str = "swd", top: int = 10, out: str | None = None) -> list[Ranked]:
+    """Print the ranked table (top `top`); download the winner into `out` if given."""
+    if top < 1:
+        raise UserError(f"--top must be positive, got {top}")
+    trials = read_trials(sweep_uri)
+    ranked = rank(trials, metric)
+    print(f"{len(trials)} trials in {sweep_uri}, by {metric} ({MODES[metric]}) at their kept checkpoints:")
+    print(table(ranked, metric, varying_fields(trials), limit=top))
+    if out is not None:
+        folder = download(ranked[0], metric, out)
+        print(f"best: trial {ranked[0].trial.trial_id}, {metric} {ranked[0].value:.4g} at epoch "
+              f"{ranked[0].checkpoint.epoch} -> {folder}\n"
+              f"generate: covidct generate --run {folder} --checkpoint best --n 16 --out DIR")
+    return ranked

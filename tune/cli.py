@@ -1,0 +1,95 @@
+"""The `sweep` and `best` subcommands of `covidct` (entry-point group `covidct.commands`).
+
+    covidct sweep --preset demo --name lr-depth --num-samples 8 --storage gs://BUCKET/sweeps
+    covidct best --sweep gs://BUCKET/sweeps/lr-depth --out runs/best
+    python -m tune --preset demo --name lr-depth ...      # = covidct sweep, for `ray job submit`
+
+Parsing and wiring only. `sweep` takes the same base-config options as `covidct train`
+(`add_config_args`), so a sweep's fixed settings are spelt as in a local run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from job.cli import add_config_args, config_from_args
+from job.config import TrainConfig
+from job.errors import UserError
+
+
+def add_sweep_args(parser: argparse.ArgumentParser) -> None:
+    add_config_args(parser)
+    parser.add_argument("--name", required=True, help="the sweep's name: rerunning it resumes it")
+    parser.add_argument("--num-samples", type=int, default=4,
+                        help="trials drawn from the space (times its grid points)")
+    parser.add_argument("--gpus-per-trial", type=int, default=None,
+                        help="GPUs of one trial's MirroredStrategy (default 1 if the cluster has GPUs, else 0)")
+    parser.add_argument("--cpus-per-trial", type=int, default=1,
+                        help="CPUs per trial; without GPUs also its CPU replicas unless --cpu-replicas")
+    parser.add_argument("--storage", default="sweeps", help="folder or gs://BUCKET/PREFIX for results")
+    parser.add_argument("--space", default=None, help="JSON/YAML search space (default: tune/space.py)")
+    parser.add_argument("--scheduler", choices=("asha", "pbt"), default="asha")
+    parser.add_argument("--grace-period", type=int, default=None,
+                        help="epochs before ASHA may stop a trial (PBT: perturbation interval)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per trial")
+    parser.add_argument("--data-dir", default=None, help="prepared dataset: folder or gs://")
+    parser.add_argument("--top", type=int, default=3, help="trials with a sample grid in the report")
+    parser.set_defaults(func=_sweep)
+
+
+def add_sweep(subparsers) -> None:
+    """Entry point `sweep`: adds the subcommand to `covidct`."""
+    add_sweep_args(subparsers.add_parser("sweep", help="a Ray Tune sweep of training runs"))
+
+
+def add_best(subparsers) -> None:
+    """Entry point `best`: adds the subcommand to `covidct`."""
+    p = subparsers.add_parser("best", help="rank a sweep's trials from its storage; download the best")
+    p.add_argument("--sweep", required=True, help="the sweep's folder: <storage>/<name> (folder or gs://)")
+    p.add_argument("--metric", default="swd")
+    p.add_argument("--top", type=int, default=10, help="rows of the table")
+    p.add_argument("--out", default=None, help="download the best checkpoint and config here")
+    p.set_defaults(func=_best)
+
+
+def sweep_config(args: argparse.Namespace) -> TrainConfig:
+    return config_from_args(args, epochs=args.epochs, data_dir=args.data_dir)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from tune.sweep import run_sweep
+
+    failed = run_sweep(
+        sweep_config(args), name=args.name, storage_uri=args.storage, num_samples=args.num_samples,
+        gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
+        space_file=args.space, scheduler=args.scheduler, grace_period_epochs=args.grace_period,
+        top=args.top,
+    )
+    return 1 if failed else 0
+
+
+def _best(args: argparse.Namespace) -> int:
+    from tune.best import best
+
+    best(args.sweep, metric=args.metric, top=args.top, out=args.out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tune ...`: `covidct sweep ...` without the console script (for `ray job submit`)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    parser = argparse.ArgumentParser(prog="python -m tune", description="= covidct sweep")
+    add_sweep_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"covidct: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("covidct: interrupted", file=sys.stderr)
+        return 130

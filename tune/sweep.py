@@ -1,0 +1,324 @@
+"""`covidct sweep`: many training runs as Ray Tune trials, everything in the sweep's storage.
+
+    covidct sweep --preset demo --name lr-depth --num-samples 8 --gpus-per-trial 1 \\
+        --storage gs://BUCKET/sweeps --data-dir gs://BUCKET/tfds
+
+Before a trial starts, the sweep checks the space, the storage and the cluster, prints the plan
+and refuses what cannot run. Trials are ranked by SWD (lower is better): ASHA stops the weak ones
+after a grace period, or PBT copies and perturbs the strong ones. A sweep is named, not stamped:
+running the same command again resumes it from its storage (`Tuner.restore`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from job import storage
+from job.config import TrainConfig, override, validate
+from job.errors import ConfigError, UserError
+from job.train import SELECTION_METRIC
+from tune import layout
+from tune import space as spaces
+
+MODE = "min"  # SWD: lower is better
+SCHEDULERS = ("asha", "pbt")
+KEEP_CHECKPOINTS = 3  # Ray keeps each trial's best few by SWD
+MAX_FAILURES = 2  # a failed trial is retried from its last checkpoint this often
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """The most the Ray cluster can have, node by node (with its autoscaler's nodes)."""
+
+    cpus: tuple[float, ...]
+    gpus: tuple[float, ...]
+    autoscaling: bool = False
+
+
+def cluster_from(nodes: list[dict], groups: list[tuple[dict, int]] | None, trials: int) -> Cluster:
+    """The cluster's nodes: those alive now, or every node its autoscaler may start.
+
+    `groups` are the autoscaler's node groups (resources of one node, at most how many; -1 means
+    no limit, counted as one node per trial). An autoscaling KubeRay cluster idles with no GPU
+    worker, so its limits, not its current nodes, say what a sweep can have.
+    """
+    if not groups:
+        return Cluster(tuple(n.get("CPU", 0) for n in nodes), tuple(n.get("GPU", 0) for n in nodes))
+    expanded = [r for r, count in groups for _ in range(trials if count < 0 else count)]
+    return Cluster(tuple(r.get("CPU", 0) for r in expanded), tuple(r.get("GPU", 0) for r in expanded),
+                   autoscaling=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    gpus_per_trial: int
+    cpus_per_trial: int
+    cpu_replicas: int  # 0 on GPU trials: MirroredStrategy over the trial's GPUs
+    concurrent: int
+
+    @property
+    def replicas(self) -> int:
+        return self.gpus_per_trial or self.cpu_replicas
+
+
+def plan_resources(cluster: Cluster, gpus_per_trial: int | None, cpus_per_trial: int,
+                   cpu_replicas: int, trials: int) -> Resources:
+    """Resources per trial and how many trials fit at once, or a UserError saying why none fits.
+
+    A trial's MirroredStrategy spans one node, so its GPUs (and CPUs) must fit on one node.
+    Without GPUs, each trial splits its CPUs into `cpu_replicas` logical devices (default: one
+    per CPU it holds); the count is the same for every trial, because TensorFlow fixes a
+    process's logical devices once and Ray may reuse a trial's process for the next one.
+    """
+    if gpus_per_trial is None:
+        gpus_per_trial = 1 if sum(cluster.gpus) else 0
+    if gpus_per_trial < 0 or cpus_per_trial < 1:
+        raise UserError(f"--gpus-per-trial must be >= 0 and --cpus-per-trial >= 1, got "
+                        f"{gpus_per_trial} and {cpus_per_trial}")
+    largest_gpus, largest_cpus = max(cluster.gpus, default=0), max(cluster.cpus, default=0)
+    if gpus_per_trial > largest_gpus:
+        can = "can have, with its autoscaler" if cluster.autoscaling else "has"
+        raise UserError(
+            f"--gpus-per-trial {gpus_per_trial} is more than the Ray cluster {can}: "
+            f"{sum(cluster.gpus):g} GPU(s) in all, {largest_gpus:g} on its largest node (a trial's "
+            f"GPUs must share a node); use --gpus-per-trial {int(largest_gpus)}"
+        )
+    if cpus_per_trial > largest_cpus:
+        raise UserError(f"--cpus-per-trial {cpus_per_trial} is more than the largest node of the Ray "
+                        f"cluster has ({largest_cpus:g} CPUs)")
+    # Trials run at once: as many as the nodes hold (with an autoscaler, once it has scaled up).
+    if gpus_per_trial and cpu_replicas:
+        raise UserError("--cpu-replicas is for CPU-only trials; GPU trials mirror over their GPUs")
+    if gpus_per_trial:
+        fits = sum(int(g // gpus_per_trial) for g in cluster.gpus)
+    else:
+        fits = sum(int(c // cpus_per_trial) for c in cluster.cpus)
+        cpu_replicas = cpu_replicas or cpus_per_trial
+    return Resources(gpus_per_trial, cpus_per_trial, 0 if gpus_per_trial else cpu_replicas,
+                     max(1, min(fits, trials)))
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPlan:
+    name: str
+    sweep_uri: str
+    trials: int
+    resources: Resources
+    scheduler: str
+    grace_period_epochs: int
+    epochs: tuple[int, ...]
+    kimg: tuple[float, float]
+    batches: tuple[int, ...]
+    train_images: dict  # dataset_config -> training images
+    space: str
+    resuming: bool
+    autoscaling: bool
+
+    def describe(self) -> str:
+        r = self.resources
+        device = (f"{r.gpus_per_trial} GPU(s) + {r.cpus_per_trial} CPU(s)" if r.gpus_per_trial
+                  else f"{r.cpus_per_trial} CPU(s), {r.cpu_replicas} CPU replica(s)")
+        images = ", ".join(f"{n} images ({c})" for c, n in self.train_images.items())
+        steps = ", ".join(
+            f"{b} ({min(self.train_images.values()) // b} steps/epoch)" for b in self.batches)
+        scheduler = (f"ASHA on {SELECTION_METRIC} ({MODE}), grace period {self.grace_period_epochs} epochs"
+                     if self.scheduler == "asha" else
+                     f"PBT on {SELECTION_METRIC} ({MODE}), perturbing every {self.grace_period_epochs} epochs")
+        kimg = (f"{self.kimg[0]:.3g}" if self.kimg[0] == self.kimg[1]
+                else f"{self.kimg[0]:.3g}-{self.kimg[1]:.3g}")
+        return "\n".join([
+            f"sweep '{self.name}'{' (resuming)' if self.resuming else ''}: {self.trials} trials, "
+            f"{r.concurrent} at a time{' once the autoscaler has added nodes' if self.autoscaling else ''}; "
+            f"{scheduler}",
+            f"  per trial: {device}; {'/'.join(map(str, self.epochs))} epochs, "
+            f"{kimg} kimg",
+            f"  global batch {steps} of {images}",
+            f"  space: {self.space}",
+            f"  storage: {self.sweep_uri} (each trial's run in <trial id>/run)",
+        ])
+
+
+def grace_period(configs: list[TrainConfig], requested: int | None) -> int:
+    """ASHA's grace period (PBT's perturbation interval), in epochs.
+
+    By default a quarter of the run, at least one measurement: early GAN metrics are noisy.
+    """
+    longest = max(c.epochs for c in configs)
+    if requested is None:
+        requested = max(max(c.metrics_every_epochs for c in configs), longest // 4)
+    if not 1 <= requested <= longest:
+        raise UserError(f"--grace-period must be between 1 and the trials' {longest} epochs, got {requested}")
+    return requested
+
+
+def check_intervals(configs: list[TrainConfig]) -> None:
+    """Every checkpoint Tune keeps must carry the SWD it is ranked by."""
+    for c in configs:
+        if c.checkpoint_every_epochs % c.metrics_every_epochs:
+            raise ConfigError(
+                "checkpoint_every_epochs",
+                f"{c.checkpoint_every_epochs} is not a multiple of metrics_every_epochs "
+                f"{c.metrics_every_epochs}: in a sweep every checkpoint must be a measured epoch",
+            )
+
+
+def absolute(uri: str) -> str:
+    """Trials run in their own working folders: local places must not be relative."""
+    return uri if storage.is_remote(uri) else os.path.abspath(uri)
+
+
+def run_sweep(
+    base: TrainConfig,
+    *,
+    name: str,
+    storage_uri: str,
+    num_samples: int = 4,
+    gpus_per_trial: int | None = None,
+    cpus_per_trial: int = 1,
+    space_file: str | None = None,
+    scheduler: str = "asha",
+    grace_period_epochs: int | None = None,
+    top: int = 3,
+) -> int:
+    """Check, plan and run (or resume) the sweep; write its report. Returns failed trials.
+
+    Connects to the Ray cluster of `RAY_ADDRESS` (what `ray job submit` sets), to the one this
+    process already joined, or starts a local one.
+    """
+    if scheduler not in SCHEDULERS:
+        raise UserError(f"--scheduler must be one of {list(SCHEDULERS)}, got {scheduler!r}")
+    if num_samples < 1:
+        raise UserError(f"--num-samples must be positive, got {num_samples}")
+    if not name or "/" in name or name != name.strip():
+        raise UserError(f"--name {name!r} must be a non-empty name without '/'")
+    space = spaces.load_space(space_file) if space_file else None
+    storage_uri = absolute(storage_uri)
+    base = override(base, {"data_dir": absolute(base.data_dir)})
+    storage.check_reachable(storage_uri)
+
+    import ray
+    from ray import tune
+
+    from tune import report, trainable
+
+    if not ray.is_initialized():
+        ray.init()
+    sweep_uri = layout.sweep_uri(storage_uri, name)
+    trials_estimate = num_samples * (spaces.grid_points(space) if space else 1)
+    cluster = _cluster_now(trials_estimate)
+    resources = plan_resources(cluster, gpus_per_trial, cpus_per_trial, base.cpu_replicas,
+                               trials_estimate)
+    base = validate(override(base, {"cpu_replicas": resources.cpu_replicas}), resources.replicas)
+    counts = {base.dataset_config: _train_images(base)}
+    space = space or spaces.default_space(base, resources.replicas, counts[base.dataset_config])
+    configs = spaces.check(space, base, resources.replicas)
+    check_intervals(configs)
+    plan = _plan(name, sweep_uri, num_samples, space, configs, cluster, resources, scheduler,
+                 grace_period(configs, grace_period_epochs), counts)
+
+    filesystem, path = storage.pyarrow_filesystem(storage_uri)
+    experiment = f"{path}/{name}"
+    resuming = tune.Tuner.can_restore(experiment, storage_filesystem=filesystem)
+    print(dataclasses.replace(plan, resuming=resuming).describe(), flush=True)
+
+    fn = tune.with_resources(
+        tune.with_parameters(trainable.run_trial, base=base.to_dict(), sweep_uri=sweep_uri),
+        {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
+    )
+    if resuming:
+        tuner = tune.Tuner.restore(experiment, fn, resume_unfinished=True, resume_errored=True,
+                                   storage_filesystem=filesystem)
+    else:
+        tuner = _new_tuner(fn, space, configs, plan, num_samples, path, filesystem)
+    results = tuner.fit()
+    unfinished = [r for r in results if r.error is None and not (r.metrics or {}).get("done")]
+    if unfinished:
+        raise UserError(f"sweep '{name}' stopped with {len(unfinished)} trial(s) unfinished; run the "
+                        "same command again to resume it")
+    uri = report.write_report(sweep_uri, SELECTION_METRIC, top)
+    print(f"report: {uri}\nbest checkpoint: covidct best --sweep {sweep_uri} --out DIR", flush=True)
+    return results.num_errors
+
+
+def _new_tuner(fn, space: spaces.Space, configs: list[TrainConfig], plan: SweepPlan,
+               num_samples: int, path: str, filesystem):
+    from ray import tune
+
+    from tune import trainable
+    from tune.progress import FinishedTrialLines
+
+    return tune.Tuner(
+        fn,
+        param_space=spaces.to_param_space(space),
+        tune_config=tune.TuneConfig(
+            metric=SELECTION_METRIC, mode=MODE, num_samples=num_samples,
+            scheduler=_scheduler(plan.scheduler, space, configs, plan.grace_period_epochs),
+            max_concurrent_trials=plan.resources.concurrent,
+            # A fresh process per GPU trial hands its GPU memory back; CPU trials reuse
+            # theirs (same replica count for all) and skip TensorFlow's start-up.
+            reuse_actors=not plan.resources.gpus_per_trial,
+            trial_dirname_creator=trainable.trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=plan.name, storage_path=path, storage_filesystem=filesystem,
+            # PBT clones other trials' checkpoints at any time: pruning them races the clone
+            # ("does not exist on storage anymore"), so a PBT sweep keeps them all.
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=KEEP_CHECKPOINTS if plan.scheduler == "asha" else None,
+                checkpoint_score_attribute=SELECTION_METRIC, checkpoint_score_order=MODE),
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+            callbacks=[FinishedTrialLines(SELECTION_METRIC, sorted(space))],
+        ),
+    )
+
+
+def _cluster_now(trials: int) -> Cluster:
+    import ray
+    from ray._private.state import state  # the autoscaler's config, as Ray Train reads it
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    config = state.get_cluster_config()
+    groups = [(dict(g.resources), g.max_count) for g in config.node_group_configs] if config else None
+    return cluster_from(nodes, groups, trials)
+
+
+def _train_images(config: TrainConfig) -> int:
+    from job.data import load_images
+
+    return load_images(config)[1]
+
+
+def _plan(name, sweep_uri, num_samples, space, configs, cluster, resources, scheduler, grace,
+          counts) -> SweepPlan:
+    from job.train import make_plan
+
+    kimg = []
+    for c in configs:
+        if c.dataset_config not in counts:
+            counts[c.dataset_config] = _train_images(c)
+        # Refuses a batch larger than the training set, with the numbers.
+        kimg.append(make_plan(c, counts[c.dataset_config], resources.replicas).total_kimg)
+    return SweepPlan(
+        name=name, sweep_uri=sweep_uri, trials=num_samples * spaces.grid_points(space),
+        resources=resources, scheduler=scheduler, grace_period_epochs=grace,
+        epochs=tuple(sorted({c.epochs for c in configs})), kimg=(min(kimg), max(kimg)),
+        batches=tuple(sorted({c.global_batch_size for c in configs})), train_images=counts,
+        space=spaces.describe(space), resuming=False, autoscaling=cluster.autoscaling,
+    )
+
+
+def _scheduler(kind: str, space: spaces.Space, configs: list[TrainConfig], grace: int):
+    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+
+    if kind == "asha":
+        return ASHAScheduler(time_attr="epoch", max_t=max(c.epochs for c in configs),
+                             grace_period=grace)
+    mutations = spaces.pbt_mutations(space)
+    if not mutations:
+        raise UserError(f"PBT needs a searched field it may change mid-run, one of "
+                        f"{list(spaces.PBT_MUTABLE)}; the space has none")
+    return PopulationBasedTraining(
+        time_attr="epoch", perturbation_interval=grace, hyperparam_mutations=mutations,
+        custom_explore_fn=spaces.Retie(spaces.ties(space)),
+    )

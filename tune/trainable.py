@@ -1,0 +1,56 @@
+"""One Tune trial = one run of the job's `fit`, its run folder under the sweep's storage.
+
+The trial turns its Tune config into a `TrainConfig` through `job.config.override` (the CLI's
+path), writes its run to `<sweep>/<trial id>/run` (sample grids, metrics.jsonl and TensorBoard
+events land in the bucket beside Ray's own trial files) and forwards each measured epoch to
+`ray.tune.report`, with the job's checkpoint folder whenever one was written. A retried or
+PBT-exploited trial starts from the checkpoint Tune hands it (`ray.tune.get_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ray import tune
+
+from job.config import TrainConfig, override, validate
+from job.train import SELECTION_METRIC, EpochReport, fit
+from tune.layout import trial_run_uri
+
+
+def trial_dirname(trial) -> str:
+    """Ray's folder for a trial is its id, so `<sweep>/<id>/` holds Ray's files and our `run/`."""
+    return trial.trial_id
+
+
+def trial_config(base: dict, params: dict, sweep_uri: str, trial_id: str) -> TrainConfig:
+    """The job config of one trial: the sweep's base config, then the trial's sampled values."""
+    config = override(override(TrainConfig(), base), params)
+    return validate(override(config, {"name": trial_id, "run_uri": trial_run_uri(sweep_uri, trial_id)}))
+
+
+def report_epoch(report: EpochReport) -> None:
+    """Forward an epoch that measured the selection metric to Tune, with its checkpoint if any.
+
+    Epochs without a measurement are not reported: Tune requires the scheduler's metric in every
+    result, and the sweep plan makes every checkpoint epoch a measured one.
+    """
+    if SELECTION_METRIC not in report.metrics:
+        return
+    metrics = {**report.metrics, "epoch": report.epoch}
+    checkpoint = None
+    if report.checkpoint_dir is not None:
+        checkpoint = tune.Checkpoint.from_directory(report.checkpoint_dir)
+    tune.report(metrics, checkpoint=checkpoint)
+
+
+def run_trial(params: dict, base: dict, sweep_uri: str) -> None:
+    """The Tune function trainable (bound to `base` and `sweep_uri` by `tune.with_parameters`)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the job's progress lines
+    config = trial_config(base, params, sweep_uri, tune.get_context().get_trial_id())
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        fit(config, callbacks=[report_epoch])
+        return
+    with checkpoint.as_directory() as folder:
+        fit(config, callbacks=[report_epoch], resume_from=folder)
