@@ -9,8 +9,9 @@ norm, LeakyReLU, tanh output) generalised to any resolution and depth:
   resolutions, lowest first, where they are cheap: depth costs little compute;
 - widths double per stage away from the image, capped at `max_filters`.
 
-Batch norm is synchronised across replicas, so one replica and two replicas compute the same
-update on the same global batch. Layers run in the configured precision; logits and images leave
+Batch norm is synchronised across replicas when asked (`sync_batch_norm`: `job.step` asks
+unless XLA is on), so one replica and two replicas compute the same update on the same global
+batch. Inference (and the tutorial-style reference in bench/) uses plain batch norm. Layers run in the configured precision; logits and images leave
 in float32.
 """
 
@@ -35,9 +36,9 @@ def _activation(config: TrainConfig, dtype) -> keras.layers.Layer:
     return keras.layers.LeakyReLU(negative_slope=0.2, dtype=dtype)
 
 
-def _norm(config: TrainConfig, dtype) -> list[keras.layers.Layer]:
+def _norm(config: TrainConfig, dtype, synchronized: bool) -> list[keras.layers.Layer]:
     if config.norm == "batch":
-        return [keras.layers.BatchNormalization(synchronized=True, dtype=dtype)]
+        return [keras.layers.BatchNormalization(synchronized=synchronized, dtype=dtype)]
     return []
 
 
@@ -45,7 +46,9 @@ def _width(base: int, level_from_image: int, cap: int) -> int:
     return min(base * 2**level_from_image, cap)
 
 
-def build_generator(config: TrainConfig, name: str = "generator") -> keras.Model:
+def build_generator(
+    config: TrainConfig, name: str = "generator", *, sync_batch_norm: bool = False
+) -> keras.Model:
     """Latent vector (latent_dim,) -> image (H, W, 1) in [-1, 1]."""
     dtype = config.precision
     stages = upsampling_stages(config.height, config.width)
@@ -55,7 +58,7 @@ def build_generator(config: TrainConfig, name: str = "generator") -> keras.Model
 
     z = keras.Input((config.latent_dim,), name="z")
     x = keras.layers.Dense(h0 * w0 * c0, use_bias=False, dtype=dtype)(z)
-    for layer in _norm(config, dtype):
+    for layer in _norm(config, dtype, sync_batch_norm):
         x = layer(x)
     x = _activation(config, dtype)(x)
     x = keras.layers.Reshape((h0, w0, c0), dtype=dtype)(x)
@@ -63,14 +66,14 @@ def build_generator(config: TrainConfig, name: str = "generator") -> keras.Model
         width = _width(config.g_filters, stages - level, config.max_filters)
         for _ in range(extra[level]):
             x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, dtype=dtype)(x)
-            for layer in _norm(config, dtype):
+            for layer in _norm(config, dtype, sync_batch_norm):
                 x = layer(x)
             x = _activation(config, dtype)(x)
         out_width = _width(config.g_filters, stages - level - 1, config.max_filters)
         x = keras.layers.Conv2DTranspose(
             out_width, 4, strides=2, padding="same", use_bias=False, dtype=dtype
         )(x)
-        for layer in _norm(config, dtype):
+        for layer in _norm(config, dtype, sync_batch_norm):
             x = layer(x)
         x = _activation(config, dtype)(x)
     x = keras.layers.Conv2D(1, 3, padding="same", dtype=dtype)(x)
@@ -78,7 +81,9 @@ def build_generator(config: TrainConfig, name: str = "generator") -> keras.Model
     return keras.Model(z, image, name=name)
 
 
-def build_discriminator(config: TrainConfig, name: str = "discriminator") -> keras.Model:
+def build_discriminator(
+    config: TrainConfig, name: str = "discriminator", *, sync_batch_norm: bool = False
+) -> keras.Model:
     """Image (H, W, 1) -> one real/fake logit per image (float32)."""
     dtype = config.precision
     stages = upsampling_stages(config.height, config.width)
@@ -91,14 +96,14 @@ def build_discriminator(config: TrainConfig, name: str = "discriminator") -> ker
         width = _width(config.d_filters, step, config.max_filters)
         x = keras.layers.Conv2D(width, 4, strides=2, padding="same", dtype=dtype)(x)
         if step > 0:  # DCGAN: no normalisation on the first layer, which sees the raw image
-            for layer in _norm(config, dtype):
+            for layer in _norm(config, dtype, sync_batch_norm):
                 x = layer(x)
         x = _activation(config, dtype)(x)
         if config.dropout:
             x = keras.layers.Dropout(config.dropout, dtype=dtype)(x)
         for _ in range(extra[level]):
             x = keras.layers.Conv2D(width, 3, padding="same", dtype=dtype)(x)
-            for layer in _norm(config, dtype):
+            for layer in _norm(config, dtype, sync_batch_norm):
                 x = layer(x)
             x = _activation(config, dtype)(x)
             if config.dropout:

@@ -58,17 +58,29 @@ def _optimizer(config: TrainConfig, lr: float) -> keras.optimizers.Optimizer:
     return opt
 
 
+def sync_batch_norm(config: TrainConfig) -> bool:
+    """Whether batch norm sums its statistics across replicas.
+
+    Synchronised, 1 and N replicas run the same arithmetic on the same global batch (a test holds
+    them to 1e-5). Under XLA they cannot: the cross-replica sum is a merge_call, which a compiled
+    function cannot hold, so each replica normalises its own share of the batch.
+    """
+    return not config.xla
+
+
 def build_state(config: TrainConfig, strategy: tf.distribute.Strategy) -> GanState:
     """Models and optimizers for `config`, with optimizer slots built up front.
 
     Keras 3 optimizers create their slots lazily inside a cond; under MirroredStrategy the first
     distributed step then fails ("You must feed a value for placeholder tensor"), so build them here.
+    Batch norm is synchronised unless XLA is on (`sync_batch_norm`).
     """
+    sync = sync_batch_norm(config)
     with strategy.scope():
         keras.utils.set_random_seed(config.seed)
-        generator = build_generator(config)
-        discriminator = build_discriminator(config)
-        ema = build_generator(config, name="ema_generator")
+        generator = build_generator(config, sync_batch_norm=sync)
+        discriminator = build_discriminator(config, sync_batch_norm=sync)
+        ema = build_generator(config, name="ema_generator", sync_batch_norm=sync)
         ema.set_weights(generator.get_weights())
         g_opt, d_opt = _optimizer(config, config.g_lr), _optimizer(config, config.d_lr)
         g_opt.build(generator.trainable_variables)

@@ -39,6 +39,22 @@ def test_one_and_two_replicas_give_the_same_update_on_the_same_global_batch():
     assert np.abs(w1 - w2).max() < 1e-5
 
 
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_xla_step_computes_the_same_losses_and_trains(replicas):
+    # Synchronised batch norm cannot be compiled (its cross-replica sum is a merge_call), so under
+    # XLA each replica normalises its own share: one replica computes the same losses.
+    config = C.resolve("smoke", sets=["global_batch_size=16"])
+    plain, w_plain, _ = _one_step(config, replicas)
+    xla, w_xla, _ = _one_step(C.override(config, {"xla": True}), replicas)
+    assert all(math.isfinite(v) for v in xla.values()) and np.isfinite(w_xla).all()
+    if replicas == 1:
+        for k in ("g_loss", "d_loss", "d_real_acc"):
+            assert xla[k] == pytest.approx(plain[k], rel=1e-4, abs=1e-6), k
+        assert np.abs(w_xla - w_plain).max() < 1e-3  # Adam's first step moves by ~lr (1e-4)
+    else:
+        assert xla["g_loss"] != pytest.approx(plain["g_loss"], rel=1e-6)  # per-replica BN
+
+
 def test_first_losses_are_near_log2_for_bce_and_finite():
     m, _, _ = _one_step(C.resolve("smoke", sets=["augment="]), 2)
     assert 0.3 < m["g_loss"] < 2.0 and 0.6 < m["d_loss"] < 3.0

@@ -1,0 +1,115 @@
+"""Step runners: one object per contender (the tutorial reference, the job in its variants) that
+runs N training steps from its own input pipeline, so the benchmarks can time them alike.
+
+Job variants exist to price each feature separately: augmentation, EMA, XLA and the
+MirroredStrategy wrapper. They all call the job's own `build_state` / `make_train_step` /
+`epoch_batches`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from typing import Callable, Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bench.reference import TutorialGan, tutorial_dataset
+from job.config import TrainConfig
+from job.data import epoch_batches
+from job.step import build_state, make_train_step
+
+
+@dataclasses.dataclass
+class Runner:
+    """`run(steps)` trains `steps` steps and returns the last generator loss (blocking)."""
+
+    name: str
+    config: TrainConfig
+    generator: keras.Model
+    discriminator: keras.Model
+    step: Callable[[object], object]
+    make_epoch: Callable[[int], object]  # epoch -> an iterable of batches
+    replicas: int = 1
+    # Seconds from asking for a new epoch's batches to holding the first: what a training loop
+    # pays once per epoch on top of its steps (the job builds a fresh pipeline every epoch).
+    epoch_setup_seconds: list = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        self.batches = self._endless()
+
+    def _endless(self) -> Iterator:
+        for epoch in itertools.count():
+            t0 = time.perf_counter()
+            first = True
+            for batch in self.make_epoch(epoch):
+                if first:
+                    self.epoch_setup_seconds.append(time.perf_counter() - t0)
+                    first = False
+                yield batch
+
+    def run(self, steps: int) -> float:
+        out = None
+        for _ in range(steps):
+            out = self.step(next(self.batches))
+        loss = out["g_loss"] if isinstance(out, dict) else out[0]
+        return float(np.asarray(loss))
+
+
+def reference_runner(config: TrainConfig, images: np.ndarray, name: str = "reference") -> Runner:
+    gan = TutorialGan(config)
+    dataset = tutorial_dataset(images, config.global_batch_size)
+    return Runner(name, config, gan.generator, gan.discriminator, gan.train_step,
+                  lambda _: dataset)
+
+
+def job_step(config: TrainConfig, train_step) -> Callable[[object], dict]:
+    """`train_step` called as job/train.py calls it: with the EMA decay for the images seen so far."""
+    seen = [0]
+
+    def step(batch):
+        beta = tf.constant(config.ema_beta(seen[0]), tf.float32)
+        seen[0] += config.global_batch_size
+        return train_step(batch, beta)
+
+    return step
+
+
+def job_runner(
+    name: str,
+    config: TrainConfig,
+    images: np.ndarray,
+    strategy: tf.distribute.Strategy,
+) -> Runner:
+    """The job's step and input pipeline under `strategy` (a MirroredStrategy, or the default
+    strategy to price the MirroredStrategy wrapper)."""
+    state = build_state(config, strategy)
+    step = job_step(config, make_train_step(config, state, strategy))
+    source = tf.data.Dataset.from_tensor_slices(images).cache()
+    make_epoch = lambda e: strategy.experimental_distribute_dataset(epoch_batches(source, config, e))  # noqa: E731
+    return Runner(name, config, state.generator, state.discriminator, step, make_epoch,
+                  strategy.num_replicas_in_sync)
+
+
+CPU_REPLICAS = 2  # logical CPU devices the bench splits the CPU into (before TF initialises)
+
+
+def strategy(multi: bool = False) -> tf.distribute.Strategy:
+    """1 replica (the first GPU, else the first logical CPU), or every GPU / 2 logical CPUs."""
+    from job import devices
+
+    if not tf.config.list_logical_devices("GPU"):
+        return devices.strategy_for(CPU_REPLICAS if multi else 1)
+    if multi:
+        return devices.strategy_for(0)
+    # job.devices offers no "one GPU of several"; its cache keeps one strategy per device set.
+    return devices._strategy((devices.replica_devices(0)[0],))
+
+
+def random_images(config: TrainConfig, count: int, seed: int = 0) -> np.ndarray:
+    """uint8 noise images (N, H, W, 1): step speed does not depend on what the pixels show."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (count, config.height, config.width, 1), dtype=np.uint8)

@@ -1,0 +1,110 @@
+"""`python -m bench --quick` runs end to end and writes well-formed rows (targets are not asserted
+here: they belong to `python -m bench --check`)."""
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from bench.flops import layer_forward_flops, step_flops
+from bench.rows import KEYS, row, table
+from bench.timing import interleaved
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_row_ratio_and_met_follow_the_direction():
+    faster = row("x", 120.0, "img/s", reference=100.0, target=1.0)
+    assert math.isclose(faster.ratio, 1.2) and faster.met is True
+    worse_swd = row("q", 90.0, "SWD", reference=100.0, target=0.7, better="lower")
+    assert math.isclose(worse_swd.ratio, 0.9) and worse_swd.met is False
+    within = row("p", 45.0, "s", target=60.0, better="lower")
+    assert within.ratio is None and within.met is True
+    assert row("n", math.nan, "s", target=60.0, better="lower").met is False
+    assert row("i", 1.0, "s").met is None
+    assert "**MISSED**" in table([worse_swd]) and "≤ 0.7" in table([worse_swd])
+
+
+def test_flops_are_counted_from_the_layer_shapes():
+    import keras
+
+    x = keras.Input((8, 8, 3))
+    conv = keras.layers.Conv2D(4, 3, padding="same")
+    down = keras.layers.Conv2D(5, 4, strides=2, padding="same")
+    up = keras.layers.Conv2DTranspose(2, 4, strides=2, padding="same")
+    dense = keras.layers.Dense(7)
+    y = dense(keras.layers.Flatten()(up(down(conv(x)))))
+    keras.Model(x, y)
+    assert layer_forward_flops(conv) == 2 * 8 * 8 * 4 * 3 * 3 * 3
+    assert layer_forward_flops(down) == 2 * 4 * 4 * 5 * 4 * 4 * 4  # output positions x fan-in
+    assert layer_forward_flops(up) == 2 * 4 * 4 * 5 * 4 * 4 * 2  # input positions x fan-out
+    assert layer_forward_flops(dense) == 2 * (8 * 8 * 2) * 7
+    assert layer_forward_flops(keras.layers.Flatten()) == 0
+
+
+def test_a_step_is_three_g_and_seven_d_forward_passes():
+    import keras
+
+    def single_dense(n_in, n_out):
+        x = keras.Input((n_in,))
+        return keras.Model(x, keras.layers.Dense(n_out)(x))
+
+    g, d = single_dense(3, 5), single_dense(5, 1)  # 30 and 10 FLOPs per example
+    assert step_flops(g, d, batch_size=4) == 4 * (3 * 30 + 7 * 10)
+
+
+def test_interleaved_rounds_rotate_and_time_every_contender():
+    order = []
+    contenders = [(name, lambda steps, n=name: order.append((n, steps)), steps)
+                  for name, steps in (("a", 1), ("b", 2), ("c", 3))]
+    samples = interleaved(contenders, rounds=3)
+    assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3, "c": 3}
+    assert [n for n, _ in order] == list("abc" + "bca" + "cab")  # nobody always goes first
+    assert all(steps == dict(a=1, b=2, c=3)[n] for n, steps in order)
+    assert all(t >= 0 for v in samples.values() for t in v)
+
+
+@pytest.mark.heavy
+def test_quick_bench_writes_finite_rows(tmp_path):
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert rows, "no rows"
+    names = [r["name"] for r in rows]
+    assert len(names) == len(set(names)), "row names must be unique"
+    for r in rows:
+        assert tuple(r) == KEYS, r
+        assert isinstance(r["name"], str) and r["name"] and isinstance(r["unit"], str) and r["unit"]
+        for key in ("value", "reference", "ratio", "target"):
+            if key == "value" or r[key] is not None:
+                assert isinstance(r[key], (int, float)) and math.isfinite(r[key]), (key, r)
+        assert (r["reference"] is None) == (r["ratio"] is None), r
+        assert r["met"] is None if r["target"] is None else isinstance(r["met"], bool), r
+        assert r["better"] in ("higher", "lower")
+    prefixes = {n.split(" ")[0] for n in names}
+    assert {"step", "cost", "flops", "utilisation", "peak", "scaling", "memory", "pipeline",
+            "prepare", "quality"} <= prefixes, prefixes
+    assert (tmp_path / "bench_quality.png").stat().st_size > 0
+    assert "| benchmark |" in proc.stdout
+
+
+def test_reference_is_the_jobs_architecture_with_the_tutorials_batch_norm():
+    import keras
+
+    from bench.reference import tutorial_models
+    from job.config import resolve
+    from job.models import build_discriminator, build_generator
+
+    config = resolve("smoke")
+    for ref, job in zip(tutorial_models(config), (build_generator(config), build_discriminator(config))):
+        assert [type(l) for l in ref.layers] == [type(l) for l in job.layers]
+        assert ref.count_params() == job.count_params()
+        bns = [l for l in ref.layers if isinstance(l, keras.layers.BatchNormalization)]
+        assert bns and not any(l.synchronized for l in bns)
