@@ -27,8 +27,9 @@ test: $(BIN)/covidct
 test-fast: $(BIN)/covidct
 	$(BIN)/python -m pytest -m 'not heavy' $(PYTEST_ARGS)
 
+# The full benchmark (~30 min on 2 cores); BENCH_ARGS=--quick for the smoke run.
 bench: $(BIN)/covidct
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --json runs/bench/bench.json $(BENCH_ARGS)
 
 clean:
 	rm -rf runs out data/tfds .pytest_cache

@@ -15,29 +15,26 @@ from PIL import Image
 
 from bench.sources import image_files
 from job.config import TrainConfig
-from job.data import epoch_batches, load_images
+from job.data import load_images, run_batches
 
 CACHED_EPOCHS = 5
 
 
-def _drain(dataset) -> int:
-    batches = 0
-    for batch in dataset:
-        batch["image"].numpy()  # the batch is really there, not just scheduled
-        batches += 1
-    return batches
-
-
 def job_pipeline(config: TrainConfig) -> dict[str, float]:
-    """Batches/s of `epoch_batches` over the prepared dataset: first epoch, then cached epochs."""
+    """Batches/s of `run_batches` over the prepared dataset: first epoch, then cached epochs."""
     images, count = load_images(config)
+    per_epoch = count // config.global_batch_size
     t0 = time.perf_counter()
-    first = _drain(epoch_batches(images, config, 0))
-    first_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    cached = sum(_drain(epoch_batches(images, config, e)) for e in range(1, 1 + CACHED_EPOCHS))
-    cached_seconds = time.perf_counter() - t0
-    return {"images": count, "first_epoch": first / first_seconds, "cached": cached / cached_seconds}
+    seen = 0
+    for batch in run_batches(images, config, 0, epochs=1 + CACHED_EPOCHS):
+        batch["image"].numpy()  # the batch is really there, not just scheduled
+        seen += 1
+        if seen == per_epoch:
+            first_seconds = time.perf_counter() - t0
+            t1 = time.perf_counter()
+    cached_seconds = time.perf_counter() - t1
+    return {"images": count, "first_epoch": per_epoch / first_seconds,
+            "cached": (seen - per_epoch) / cached_seconds}
 
 
 def pillow_epoch(folder: str, config: TrainConfig) -> dict[str, float]:

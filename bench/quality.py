@@ -49,18 +49,10 @@ def train_job(config: TrainConfig, images, budget_seconds: float, z) -> dict[str
     strategy = one_replica()
     state = build_state(config, strategy)
     train_step = job_step(config, make_train_step(config, state, strategy))
-    epoch_iter = {"epoch": 0, "it": None}
+    batches = iter(strategy.experimental_distribute_dataset(data.run_batches(images, config, 0)))
 
     def step_once():
-        while True:
-            if epoch_iter["it"] is None:
-                epoch_iter["it"] = iter(strategy.experimental_distribute_dataset(
-                    data.epoch_batches(images, config, epoch_iter["epoch"])))
-            batch = next(epoch_iter["it"], None)
-            if batch is not None:
-                return train_step(batch)["g_loss"].numpy()
-            epoch_iter["epoch"] += 1
-            epoch_iter["it"] = None
+        return train_step(next(batches))["g_loss"].numpy()
 
     steps, seconds = _for_budget(step_once, budget_seconds)
     return {

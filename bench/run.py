@@ -19,7 +19,7 @@ from typing import Callable
 
 from bench import sources
 from bench.rows import Row, row
-from bench.throughput import (FEATURE_SETTING, GPU_ONLY, MULTI, QUICK_SETTINGS, SETTINGS,
+from bench.throughput import (FEATURE_SETTING, GPU_ONLY, MULTI, QUICK_SETTINGS, SETTINGS, XLA,
                               setting_config)
 
 GROUPS = ("step", "hardware", "scaling", "memory", "pipeline", "prepare", "quality")
@@ -75,6 +75,9 @@ def step_rows(setting: str, result: dict) -> list[Row]:
         row(f"step {label}: job defaults (aug+EMA on)", ips["job defaults"], "img/s",
             reference=ref, target=TARGET_DEFAULTS_VS_REFERENCE if feature else None),
     ]
+    if XLA in ips:
+        rows.append(row(f"step {label}: job defaults + XLA (--set xla=true)", ips[XLA], "img/s",
+                        reference=ref))
     if "job XLA + mixed precision" in ips:
         rows.append(row(f"step {label}: job XLA + mixed precision (GPU)",
                         ips["job XLA + mixed precision"], "img/s", reference=ref,
@@ -85,17 +88,11 @@ def step_rows(setting: str, result: dict) -> list[Row]:
             ("augmentation (translation,cutout,color)", "job augmentation only", "job plain"),
             ("EMA generator", "job EMA only", "job plain"),
             ("aug + EMA together", "job defaults", "job plain"),
-            ("XLA (jit_compile of the forward/backward)", "job defaults, XLA", "job defaults"),
+            ("XLA (jit_compile of the forward/backward)", XLA, "job defaults"),
             ("MirroredStrategy wrapper, 1 replica", "job plain", "job plain, no strategy"),
             ("rest of the job step vs tutorial (softplus losses, z and aug params from the "
              "pipeline, prefetch)", "job plain, no strategy", "reference"),
         ]
-        setup = result["epoch_setup_seconds"]
-        rows.append(row(f"cost {label}: per-epoch input set-up, job defaults",
-                        setup["job defaults"], "s/epoch", reference=setup["reference"],
-                        better="lower",
-                        note=f"median seconds from a new epoch to its first batch (reference = the "
-                             f"tutorial's); an epoch here is {result['steps_per_epoch']} steps"))
         for what, slow, base in costs:
             if slow in t and base in t:
                 rows.append(row(f"cost {label}: {what}", 100 * (t[slow] / t[base] - 1),
@@ -112,7 +109,7 @@ def hardware_rows(setting: str, result: dict) -> list[Row]:
     rows = peak_rows(label, peaks) + [row(f"flops {label}: per step", flops / 1e9, "GFLOP",
                 note="dense+conv layers counted; a step = 3 G + 7 D forward passes (bench/flops.py), "
                      f"batch {result['batch']}")]
-    for variant in ("reference", "job defaults"):
+    for variant in [v for v in ("reference", "job defaults", XLA) if v in result["seconds_per_step"]]:
         achieved = flops / result["seconds_per_step"][variant]
         target = (TARGET_UTILISATION_PERCENT
                   if setting == TARGET_UTILISATION_SETTING and variant == "job defaults" else None)
@@ -215,9 +212,6 @@ def run(quick: bool, only: list[str] | None, out_dir: pathlib.Path,
     """Measure the selected groups (all by default); returns the rows in a fixed order."""
     import tensorflow as tf
 
-    from bench import pipeline, quality
-    from job.samples import save_png, side_by_side
-
     groups = set(only or GROUPS)
     gpu = bool(tf.config.list_physical_devices("GPU"))
     rows: list[Row] = []
@@ -243,35 +237,45 @@ def run(quick: bool, only: list[str] | None, out_dir: pathlib.Path,
         rows += scaling_rows(results[FEATURE_SETTING])
 
     if groups & {"pipeline", "prepare", "quality"}:
-        scratch = pathlib.Path(tempfile.mkdtemp(prefix="covidct-bench-"))
-        source = sources.pick(quick, scratch)
-        data_dir = str(scratch / "tfds")
-        progress(f"prepare 64x64 from the {source.kind} scans (own process)")
-        prepared = _worker("bench.prepare", ["--data-dir", data_dir, "--config", "64"] + (
-            ["--manual-dir", source.manual_dir] if source.real else ["--demo"]))
-        if "prepare" in groups:
-            rows += prepare_rows(prepared, source)
-        if "pipeline" in groups:
-            progress("input pipeline")
-            from job.config import override
-
-            config = override(setting_config(FEATURE_SETTING, quick), dict(data_dir=data_dir))
-            measured = {"job": pipeline.job_pipeline(config),
-                        "pillow": pipeline.pillow_epoch(source.manual_dir, config)}
-            rows += pipeline_rows(measured, results[FEATURE_SETTING])
-        if "quality" in groups:
-            budget = QUALITY_BUDGET_SECONDS[quick]
-            progress(f"quality at fixed compute ({budget:.0f} s each)")
-            measured = quality.run(data_dir, budget)
-            png = out_dir / "bench_quality.png"
-            save_png(side_by_side(measured["grid_rows"]), png,
-                     synthetic_tags={"run": "bench quality", "source": source.kind,
-                                     "budget_seconds": budget})
-            rows += quality_rows(measured, source, budget, str(png))
+        with tempfile.TemporaryDirectory(prefix="covidct-bench-") as scratch:
+            rows += _data_rows(groups, quick, pathlib.Path(scratch), out_dir, results, progress)
     if "memory" in groups:
         rows.append(row("memory bench process (peaks, pipeline, quality): peak RSS",
                         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MB",
                         better="lower"))
+    return rows
+
+
+def _data_rows(groups, quick, scratch, out_dir, results, progress) -> list[Row]:
+    """Prepare, pipeline and quality rows: they share one dataset built in `scratch`."""
+    from bench import pipeline, quality
+    from job.samples import save_png, side_by_side
+
+    rows: list[Row] = []
+    source = sources.pick(quick, scratch)
+    data_dir = str(scratch / "tfds")
+    progress(f"prepare 64x64 from the {source.kind} scans (own process)")
+    prepared = _worker("bench.prepare", ["--data-dir", data_dir, "--config", "64"] + (
+        ["--manual-dir", source.manual_dir] if source.real else ["--demo"]))
+    if "prepare" in groups:
+        rows += prepare_rows(prepared, source)
+    if "pipeline" in groups:
+        progress("input pipeline")
+        from job.config import override
+
+        config = override(setting_config(FEATURE_SETTING, quick), dict(data_dir=data_dir))
+        measured = {"job": pipeline.job_pipeline(config),
+                    "pillow": pipeline.pillow_epoch(source.manual_dir, config)}
+        rows += pipeline_rows(measured, results[FEATURE_SETTING])
+    if "quality" in groups:
+        budget = QUALITY_BUDGET_SECONDS[quick]
+        progress(f"quality at fixed compute ({budget:.0f} s each)")
+        measured = quality.run(data_dir, budget)
+        png = out_dir / "bench_quality.png"
+        save_png(side_by_side(measured["grid_rows"]), png,
+                 synthetic_tags={"run": "bench quality", "source": source.kind,
+                                 "budget_seconds": budget})
+        rows += quality_rows(measured, source, budget, str(png))
     return rows
 
 

@@ -3,14 +3,13 @@ runs N training steps from its own input pipeline, so the benchmarks can time th
 
 Job variants exist to price each feature separately: augmentation, EMA, XLA and the
 MirroredStrategy wrapper. They all call the job's own `build_state` / `make_train_step` /
-`epoch_batches`.
+`run_batches`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import time
 from typing import Callable, Iterator
 
 import keras
@@ -19,7 +18,7 @@ import tensorflow as tf
 
 from bench.reference import TutorialGan, tutorial_dataset
 from job.config import TrainConfig
-from job.data import epoch_batches
+from job.data import run_batches
 from job.step import build_state, make_train_step
 
 
@@ -32,24 +31,8 @@ class Runner:
     generator: keras.Model
     discriminator: keras.Model
     step: Callable[[object], object]
-    make_epoch: Callable[[int], object]  # epoch -> an iterable of batches
+    batches: Iterator  # endless, as the training loop reads them
     replicas: int = 1
-    # Seconds from asking for a new epoch's batches to holding the first: what a training loop
-    # pays once per epoch on top of its steps (the job builds a fresh pipeline every epoch).
-    epoch_setup_seconds: list = dataclasses.field(default_factory=list)
-
-    def __post_init__(self):
-        self.batches = self._endless()
-
-    def _endless(self) -> Iterator:
-        for epoch in itertools.count():
-            t0 = time.perf_counter()
-            first = True
-            for batch in self.make_epoch(epoch):
-                if first:
-                    self.epoch_setup_seconds.append(time.perf_counter() - t0)
-                    first = False
-                yield batch
 
     def run(self, steps: int) -> float:
         out = None
@@ -62,8 +45,8 @@ class Runner:
 def reference_runner(config: TrainConfig, images: np.ndarray, name: str = "reference") -> Runner:
     gan = TutorialGan(config)
     dataset = tutorial_dataset(images, config.global_batch_size)
-    return Runner(name, config, gan.generator, gan.discriminator, gan.train_step,
-                  lambda _: dataset)
+    epochs = (batch for _ in itertools.count() for batch in dataset)  # `for epoch: for batch in dataset`
+    return Runner(name, config, gan.generator, gan.discriminator, gan.train_step, epochs)
 
 
 def job_step(config: TrainConfig, train_step) -> Callable[[object], dict]:
@@ -89,8 +72,8 @@ def job_runner(
     state = build_state(config, strategy)
     step = job_step(config, make_train_step(config, state, strategy))
     source = tf.data.Dataset.from_tensor_slices(images).cache()
-    make_epoch = lambda e: strategy.experimental_distribute_dataset(epoch_batches(source, config, e))  # noqa: E731
-    return Runner(name, config, state.generator, state.discriminator, step, make_epoch,
+    batches = iter(strategy.experimental_distribute_dataset(run_batches(source, config, 0)))
+    return Runner(name, config, state.generator, state.discriminator, step, batches,
                   strategy.num_replicas_in_sync)
 
 

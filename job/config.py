@@ -74,7 +74,6 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False  # op determinism: a resumed run ends with the same weights
     cpu_replicas: int = 0  # >0 on a CPU-only machine: split the CPU into N logical devices
-    shuffle_buffer: int = 1024
 
     # Intervals, in epochs.
     sample_every_epochs: int = 10
@@ -269,7 +268,7 @@ def validate(config: TrainConfig, num_replicas: int | None = None) -> TrainConfi
             raise ConfigError("augment", f"{part!r} is not one of {list(AUGMENTS)} (comma-separated)")
     positive = ("latent_dim", "g_filters", "d_filters", "max_filters", "global_batch_size", "epochs",
                 "sample_every_epochs", "checkpoint_every_epochs", "metrics_every_epochs",
-                "keep_checkpoints", "metric_num_images", "shuffle_buffer")
+                "keep_checkpoints", "metric_num_images")
     for name in positive:
         if getattr(c, name) <= 0:
             raise ConfigError(name, f"must be positive, got {getattr(c, name)}")

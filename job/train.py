@@ -175,13 +175,14 @@ def fit(
     epoch_seconds = []
 
     with _SigtermFlag() as sigterm:
+        skip = int(state.step.numpy())  # steps of the first epoch done before a SIGTERM
+        batches = iter(strategy.experimental_distribute_dataset(
+            data.run_batches(images, config, start_epoch, skip_batches=skip)))
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
-            skip = int(state.step.numpy())
-            batches = strategy.experimental_distribute_dataset(
-                data.epoch_batches(images, config, epoch, skip_batches=skip))
             totals, steps = None, 0
-            for batch in batches:
+            for _ in range(plan.steps_per_epoch - int(state.step.numpy())):
+                batch = next(batches)
                 seen = (epoch * plan.steps_per_epoch + int(state.step.numpy())) * config.global_batch_size
                 out = train_step(batch, tf.constant(config.ema_beta(seen), tf.float32))
                 totals = out if totals is None else {k: totals[k] + out[k] for k in out}

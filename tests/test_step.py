@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from job import config as C
 from job.augment import AUG_PARAMS, augment
-from job.data import epoch_batches
+from job.data import epoch_batches, run_batches
 from job.devices import strategy_for
 from job.step import build_state, make_train_step, per_example_losses
 
@@ -137,3 +137,15 @@ def test_epoch_batches_are_a_pure_function_of_seed_and_epoch():
     assert not np.allclose(first[0], other[0])
     skipped = [b["z"].numpy() for b in epoch_batches(_images(), config, 3, skip_batches=1)]
     np.testing.assert_array_equal(skipped[0], first[1])
+
+
+def test_run_batches_are_the_epochs_batches_one_after_another():
+    # The train loop reads one dataset for the whole run; a resumed run starts it mid-epoch.
+    config = C.resolve("smoke", sets=["global_batch_size=8", "epochs=4"])
+    per_epoch = {e: [b["z"].numpy() for b in epoch_batches(_images(), config, e)] for e in (1, 2, 3)}
+    run = [b["z"].numpy() for b in run_batches(_images(), config, start_epoch=1, skip_batches=2)]
+    expected = per_epoch[1][2:] + per_epoch[2] + per_epoch[3]
+    assert len(run) == len(expected) == 4 * 3 - 2
+    for got, want in zip(run, expected):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(per_epoch[2][0], per_epoch[3][0])
