@@ -70,7 +70,8 @@ class TrainConfig:
 
     # Execution.
     precision: str = "float32"
-    xla: bool = False  # jit_compile the loss/gradient function (measured: no CPU win)
+    # jit_compile the forward/backward: 1.2-1.9x on the bench CPU; batch norm is then per replica.
+    xla: bool = False
     seed: int = 0
     deterministic: bool = False  # op determinism: a resumed run ends with the same weights
     cpu_replicas: int = 0  # >0 on a CPU-only machine: split the CPU into N logical devices
