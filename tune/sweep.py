@@ -255,9 +255,10 @@ def _new_tuner(fn, space: spaces.Space, configs: list[TrainConfig], plan: SweepP
             metric=SELECTION_METRIC, mode=MODE, num_samples=num_samples,
             scheduler=_scheduler(plan.scheduler, space, configs, plan.grace_period_epochs),
             max_concurrent_trials=plan.resources.concurrent,
-            # A fresh process per GPU trial hands its GPU memory back; CPU trials reuse
-            # theirs (same replica count for all) and skip TensorFlow's start-up.
-            reuse_actors=not plan.resources.gpus_per_trial,
+            # A fresh process per trial: it hands its GPU memory back, and Ray 2.60 cannot reuse
+            # a function trainable's actor ("requires reset_config()"); on a head with no CPU to
+            # spare, that failed reuse left the next trial waiting for the old actor's CPUs.
+            reuse_actors=False,
             trial_dirname_creator=trainable.trial_dirname,
         ),
         run_config=tune.RunConfig(
