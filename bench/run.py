@@ -21,6 +21,7 @@ from bench import sources
 from bench.rows import Row, row
 from bench.throughput import (FEATURE_SETTING, GPU_ONLY, MULTI, QUICK_SETTINGS, SETTINGS, XLA,
                               setting_config)
+from job.config import override
 
 GROUPS = ("step", "hardware", "scaling", "memory", "pipeline", "prepare", "quality")
 LABELS = {"seed28": "seed28 28x28", "64": "64x64", "128": "128x128", "seed336x504": "seed336x504"}
@@ -261,8 +262,6 @@ def _data_rows(groups, quick, scratch, out_dir, results, progress) -> list[Row]:
         rows += prepare_rows(prepared, source)
     if "pipeline" in groups:
         progress("input pipeline")
-        from job.config import override
-
         config = override(setting_config(FEATURE_SETTING, quick), dict(data_dir=data_dir))
         measured = {"job": pipeline.job_pipeline(config),
                     "pillow": pipeline.pillow_epoch(source.manual_dir, config)}

@@ -69,11 +69,12 @@ def to_float(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
-def epoch_seed(config: TrainConfig, epoch: int) -> int:
-    return config.seed * 1_000_003 + epoch
+def epoch_seed(config: TrainConfig, epoch) -> tf.Tensor:
+    """The seed of everything random in epoch `epoch` (a Python int or an int64 tensor)."""
+    return tf.constant(config.seed * 1_000_003, tf.int64) + tf.cast(epoch, tf.int64)
 
 
-def stack_images(images: tf.data.Dataset) -> tf.Tensor:
+def _stack(images: tf.data.Dataset) -> tf.Tensor:
     """The whole (cached) training set as one (N, H, W, 1) uint8 tensor: a few hundred scans,
     at most ~140 MB at 336x504, so that each epoch can be a stateless permutation of it."""
     return images.batch(2**31 - 1).get_single_element()
@@ -85,7 +86,7 @@ def _epoch(stack: tf.Tensor, config: TrainConfig, epoch) -> tf.data.Dataset:
     The order is a stateless permutation (seed, epoch): unlike `Dataset.shuffle`, it depends on no
     global seed, so the epochs of `run_batches` (built in a graph) equal `epoch_batches`.
     """
-    base = tf.constant(epoch_seed(config, 0), tf.int64) + tf.cast(epoch, tf.int64)
+    base = epoch_seed(config, epoch)
     latent = config.latent_dim
     order = tf.random.experimental.stateless_shuffle(
         tf.range(tf.shape(stack, out_type=tf.int64)[0]), seed=tf.stack([base, SHUFFLE_SALT]))
@@ -129,7 +130,7 @@ def run_batches(
     0.7 s on a CPU: MirroredStrategy builds a multi-device iterator); one per epoch cost the demo
     run about a quarter of its time.
     """
-    stack = stack_images(images)
+    stack = _stack(images)
     first = _epoch(stack, config, start_epoch).skip(skip_batches)
     rest = tf.data.Dataset.range(start_epoch + 1, config.epochs if epochs is None else epochs)
     ds = first.concatenate(rest.flat_map(lambda epoch: _epoch(stack, config, epoch)))

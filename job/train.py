@@ -181,9 +181,10 @@ def fit(
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
             totals, steps = None, 0
-            for _ in range(plan.steps_per_epoch - int(state.step.numpy())):
+            resumed = int(state.step.numpy())  # > 0 only in the first epoch after a SIGTERM
+            for _ in range(plan.steps_per_epoch - resumed):
                 batch = next(batches)
-                seen = (epoch * plan.steps_per_epoch + int(state.step.numpy())) * config.global_batch_size
+                seen = (epoch * plan.steps_per_epoch + resumed + steps) * config.global_batch_size
                 out = train_step(batch, tf.constant(config.ema_beta(seen), tf.float32))
                 totals = out if totals is None else {k: totals[k] + out[k] for k in out}
                 steps += 1
