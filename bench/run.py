@@ -19,8 +19,8 @@ from typing import Callable
 
 from bench import sources
 from bench.rows import Row, row
-from bench.throughput import (FEATURE_SETTING, GPU_ONLY, MULTI, QUICK_SETTINGS, SETTINGS, XLA,
-                              setting_config)
+from bench.throughput import (FEATURE_SETTING, GPU_ONLY, MULTI, MULTI_XLA, NO_XLA, QUICK_SETTINGS,
+                              SETTINGS, setting_config)
 from job.config import override
 
 GROUPS = ("step", "hardware", "scaling", "memory", "pipeline", "prepare", "quality")
@@ -73,12 +73,12 @@ def step_rows(setting: str, result: dict) -> list[Row]:
         row(f"step {label}: reference (tutorial-style)", ref, "img/s"),
         row(f"step {label}: job, aug+EMA off (same architecture)", ips["job plain"], "img/s",
             reference=ref, target=TARGET_PLAIN_VS_REFERENCE if feature else None),
-        row(f"step {label}: job defaults (aug+EMA on)", ips["job defaults"], "img/s",
+        row(f"step {label}: job defaults (aug+EMA on, XLA)", ips["job defaults"], "img/s",
             reference=ref, target=TARGET_DEFAULTS_VS_REFERENCE if feature else None),
     ]
-    if XLA in ips:
-        rows.append(row(f"step {label}: job defaults + XLA (--set xla=true)", ips[XLA], "img/s",
-                        reference=ref))
+    if NO_XLA in ips:
+        rows.append(row(f"step {label}: job defaults, XLA off (--set xla=off)", ips[NO_XLA],
+                        "img/s", reference=ref))
     if "job XLA + mixed precision" in ips:
         rows.append(row(f"step {label}: job XLA + mixed precision (GPU)",
                         ips["job XLA + mixed precision"], "img/s", reference=ref,
@@ -89,7 +89,8 @@ def step_rows(setting: str, result: dict) -> list[Row]:
             ("augmentation (translation,cutout,color)", "job augmentation only", "job plain"),
             ("EMA generator", "job EMA only", "job plain"),
             ("aug + EMA together", "job defaults", "job plain"),
-            ("XLA (jit_compile of the forward/backward)", XLA, "job defaults"),
+            ("XLA off (the multi-replica default: synchronised batch norm)", NO_XLA,
+             "job defaults"),
             ("MirroredStrategy wrapper, 1 replica", "job plain", "job plain, no strategy"),
             ("rest of the job step vs tutorial (softplus losses, z and aug params from the "
              "pipeline, prefetch)", "job plain, no strategy", "reference"),
@@ -110,7 +111,7 @@ def hardware_rows(setting: str, result: dict) -> list[Row]:
     rows = peak_rows(label, peaks) + [row(f"flops {label}: per step", flops / 1e9, "GFLOP",
                 note="dense+conv layers counted; a step = 3 G + 7 D forward passes (bench/flops.py), "
                      f"batch {result['batch']}")]
-    for variant in [v for v in ("reference", "job defaults", XLA) if v in result["seconds_per_step"]]:
+    for variant in [v for v in ("reference", "job defaults", NO_XLA) if v in result["seconds_per_step"]]:
         achieved = flops / result["seconds_per_step"][variant]
         target = (TARGET_UTILISATION_PERCENT
                   if setting == TARGET_UTILISATION_SETTING and variant == "job defaults" else None)
@@ -138,16 +139,25 @@ def scaling_rows(result: dict) -> list[Row]:
     on_cpu = result["device"] == "CPU"
     kind = "logical CPU devices on the same cores" if on_cpu else "GPUs"
     label = LABELS[FEATURE_SETTING]
-    one, many = ips["job defaults"], ips[MULTI]
     ideal = 1.0 if on_cpu else float(replicas)
-    return [
-        row(f"scaling {label}: job defaults, {replicas} replicas ({kind}) vs 1, global batch "
-            f"{result['batch']}", many, "img/s", reference=one),
-        row(f"scaling {label}: efficiency, {replicas} replicas ({kind})", 100 * many / (one * ideal),
-            "%", note="logical CPU devices share the same 2 cores, so the ideal is the 1-replica "
-                      "rate (efficiency = 2-replica / 1-replica)" if on_cpu else
-                      "efficiency = N-replica / (N x 1-replica)"),
-    ]
+    note = ("logical CPU devices share the same 2 cores, so the ideal is the 1-replica rate "
+            "(efficiency = 2-replica / 1-replica)" if on_cpu else
+            "efficiency = N-replica / (N x 1-replica)")
+    # Each multi-replica variant against one replica running the same arithmetic.
+    pairs = [(MULTI, NO_XLA, "XLA off, batch norm synchronised (the default)"),
+             (MULTI_XLA, "job defaults", "XLA on, batch norm per replica")]
+    rows = []
+    for many_name, one_name, what in pairs:
+        if many_name not in ips:
+            continue
+        one, many = ips[one_name], ips[many_name]
+        rows += [
+            row(f"scaling {label}: job defaults, {what}, {replicas} replicas ({kind}) vs 1, "
+                f"global batch {result['batch']}", many, "img/s", reference=one),
+            row(f"scaling {label}: efficiency, {what}, {replicas} replicas ({kind})",
+                100 * many / (one * ideal), "%", note=note),
+        ]
+    return rows
 
 
 def memory_rows(setting: str, result: dict) -> list[Row]:

@@ -39,8 +39,9 @@ SETTINGS = {
     "seed336x504": lambda: resolve("seed336x504"),
 }
 GPU_ONLY = ("seed336x504",)
-MULTI = "job defaults, multi-replica"
-XLA = "job defaults, XLA"
+MULTI = "job defaults, multi-replica"  # xla=auto: off, batch norm synchronised
+MULTI_XLA = "job defaults, multi-replica, XLA on"  # batch norm per replica
+NO_XLA = "job defaults, XLA off"
 # The setting whose features are priced one by one and whose step is scaled over replicas.
 FEATURE_SETTING = "64"
 
@@ -60,8 +61,8 @@ def variant_plan(setting: str, quick: bool, gpu: bool) -> list[tuple[str, dict, 
     strategy) or "job-multi" (every GPU, or 2 logical CPU devices; the same global batch).
     """
     plan = [("reference", {}, "reference"), ("job plain", PLAIN, "job"), ("job defaults", {}, "job")]
-    if not quick:
-        plan.append((XLA, dict(xla=True), "job"))
+    if not quick or setting == FEATURE_SETTING:
+        plan.append((NO_XLA, dict(xla="off"), "job"))
     if setting != FEATURE_SETTING:
         return plan
     if not quick:
@@ -71,8 +72,10 @@ def variant_plan(setting: str, quick: bool, gpu: bool) -> list[tuple[str, dict, 
             ("job EMA only", dict(augment=""), "job"),
         ]
     plan.append((MULTI, {}, "job-multi"))
+    if not quick:
+        plan.append((MULTI_XLA, dict(xla="on"), "job-multi"))
     if gpu:
-        plan.append(("job XLA + mixed precision", dict(xla=True, precision="mixed_float16"), "job"))
+        plan.append(("job XLA + mixed precision", dict(precision="mixed_float16"), "job"))
     return plan
 
 

@@ -29,7 +29,7 @@ from job.config import TrainConfig, validate
 from job.devices import configure_cpu_replicas, strategy_for
 from job.errors import UserError
 from job.outputs import RunFiles
-from job.step import build_state, make_generate, make_train_step
+from job.step import build_state, make_generate, make_train_step, use_xla
 
 log = logging.getLogger("covidct")
 SELECTION_METRIC = "swd"  # lower is better; tune and `best` select on it too
@@ -63,13 +63,14 @@ class Plan:
     per_replica_batch: int
     kimg_per_epoch: float
     total_kimg: float
+    xla: bool
 
     def describe(self, config: TrainConfig) -> str:
         return (
             f"plan: {self.train_images} training images, global batch {config.global_batch_size} "
             f"({self.per_replica_batch} per replica x {self.replicas} replicas), "
             f"{self.steps_per_epoch} steps/epoch, {config.epochs} epochs = "
-            f"{self.total_kimg:.1f} kimg"
+            f"{self.total_kimg:.1f} kimg, XLA {'on' if self.xla else 'off'}"
         )
 
 
@@ -84,7 +85,7 @@ def make_plan(config: TrainConfig, train_images: int, replicas: int) -> Plan:
     validate(config, num_replicas=replicas)
     steps = train_images // gb
     return Plan(train_images, replicas, steps, gb // replicas, steps * gb / 1000,
-                steps * gb * config.epochs / 1000)
+                steps * gb * config.epochs / 1000, use_xla(config, replicas))
 
 
 class _SigtermFlag:

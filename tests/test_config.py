@@ -26,8 +26,8 @@ def test_defaults_follow_the_seed_findings():
 
 
 def test_set_coerces_strings_to_field_types():
-    config = C.resolve("smoke", sets=["epochs=7", "xla=true", "g_lr=3e-4", "augment="])
-    assert config.epochs == 7 and config.xla is True and config.g_lr == 3e-4
+    config = C.resolve("smoke", sets=["epochs=7", "deterministic=true", "g_lr=3e-4", "augment="])
+    assert config.epochs == 7 and config.deterministic is True and config.g_lr == 3e-4
     assert config.augment_policy == ()
 
 
@@ -51,6 +51,7 @@ def test_later_sources_override_earlier(tmp_path):
         (["dataset_config=100"], "dataset_config"),
         (["augment=translation,rotate"], "augment"),
         (["ema_kimg=-1"], "ema_kimg"),
+        (["xla=true"], "xla"),  # auto, on or off
         (["global_batch_size=0"], "global_batch_size"),
     ],
 )
