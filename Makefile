@@ -27,7 +27,7 @@ test: $(BIN)/covidct
 test-fast: $(BIN)/covidct
 	$(BIN)/python -m pytest -m 'not heavy' $(PYTEST_ARGS)
 
-# The full benchmark (~30 min on 2 cores); BENCH_ARGS=--quick for the smoke run.
+# The full benchmark (~35 min on 2 cores); BENCH_ARGS=--quick for the smoke run.
 bench: $(BIN)/covidct
 	$(BIN)/python -m bench --json runs/bench/bench.json $(BENCH_ARGS)
 

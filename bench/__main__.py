@@ -1,7 +1,7 @@
 """`python -m bench [--quick] [--json FILE] [--check] [--only GROUP ...]`: the benchmark table.
 
     python -m bench --quick --json /tmp/bench.json   # < 3 min on 2 CPU cores: proves it runs
-    python -m bench --json bench.json --check        # the full run for the README (~40 min on 2 cores)
+    python -m bench --json bench.json --check        # the full run for the README (~35 min on 2 cores)
 
 Prints a markdown table (and notes), writes the rows as JSON and, beside it, the quality grid
 (bench_quality.png) and every timing sample behind the medians (bench_raw.json).

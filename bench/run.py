@@ -26,7 +26,7 @@ from job.config import override
 GROUPS = ("step", "hardware", "scaling", "memory", "pipeline", "prepare", "quality")
 LABELS = {"seed28": "seed28 28x28", "64": "64x64", "128": "128x128", "seed336x504": "seed336x504"}
 PREPARE_TARGET_SCANS, PREPARE_TARGET_SECONDS = 750, 60.0
-QUALITY_BUDGET_SECONDS = {True: 8.0, False: 120.0}
+QUALITY_BUDGET_SECONDS = {True: 8.0, False: 300.0}  # early SWD moves fast: 5 min steadies it
 ROUNDS = 5  # timed rounds after warm-up; the figure is their median
 
 # Targets from the issue (asserted only by --check).
@@ -92,7 +92,7 @@ def step_rows(setting: str, result: dict) -> list[Row]:
             ("XLA off (the multi-replica default: synchronised batch norm)", NO_XLA,
              "job defaults"),
             ("MirroredStrategy wrapper, 1 replica", "job plain", "job plain, no strategy"),
-            ("rest of the job step vs tutorial (softplus losses, z and aug params from the "
+            ("rest of the job step vs tutorial (XLA, softplus losses, z and aug params from the "
              "pipeline, prefetch)", "job plain, no strategy", "reference"),
         ]
         for what, slow, base in costs:
