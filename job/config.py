@@ -221,7 +221,7 @@ def _preset_smoke() -> TrainConfig:
 
 
 def _preset_demo() -> TrainConfig:
-    # The README's first command: the demo phantoms at 64×64, 600 steps: ~5 minutes on 2 CPU cores.
+    # The README's first command: the demo phantoms at 64×64, 600 steps: ~3 minutes on 2 CPU cores.
     return override(
         TrainConfig(),
         dict(
