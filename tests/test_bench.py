@@ -29,6 +29,27 @@ def test_row_ratio_and_met_follow_the_direction():
     assert "**MISSED**" in table([worse_swd]) and "≤ 0.7" in table([worse_swd])
 
 
+def test_a_gpu_prices_xla_with_mixed_precision_against_the_2x_target():
+    # No GPU here: this holds the plan and the rows a GPU run gets to what the issue asks.
+    from bench.run import TARGET_GPU_VS_REFERENCE, scaling_rows, step_rows
+    from bench.throughput import MULTI, NO_XLA, variant_plan
+
+    plans = {gpu: {name: (changes, how) for name, changes, how in variant_plan("64", False, gpu)}
+             for gpu in (False, True)}
+    gpu_variant = set(plans[True]) - set(plans[False])
+    assert gpu_variant == {"job XLA + mixed precision"}
+    changes, how = plans[True]["job XLA + mixed precision"]
+    assert changes == {"precision": "mixed_float16"} and how == "job"  # xla=auto: on, 1 GPU
+    seconds = {"reference": 0.1, "job plain": 0.09, "job defaults": 0.1, NO_XLA: 0.1,
+               MULTI: 0.06, "job XLA + mixed precision": 0.04}
+    result = {"batch": 32, "seconds_per_step": seconds, "device": "GPU", "replicas": {MULTI: 4}}
+    gpu_row = [r for r in step_rows("64", result) if "mixed precision" in r.name]
+    assert len(gpu_row) == 1 and gpu_row[0].target == TARGET_GPU_VS_REFERENCE
+    assert math.isclose(gpu_row[0].ratio, 2.5) and gpu_row[0].met is True
+    efficiency = [r for r in scaling_rows(result) if "efficiency" in r.name]
+    assert len(efficiency) == 1 and math.isclose(efficiency[0].value, 100 * 0.1 / 0.06 / 4)
+
+
 def test_flops_are_counted_from_the_layer_shapes():
     import keras
 

@@ -159,3 +159,26 @@ def test_run_batches_are_the_epochs_batches_one_after_another():
     for got, want in zip(run, expected):
         np.testing.assert_array_equal(got, want)
     assert not np.array_equal(per_epoch[2][0], per_epoch[3][0])
+
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_mixed_precision_step_trains_float32_weights_with_a_scaled_loss(replicas):
+    # The GPU configuration (bench's "XLA + mixed precision" row), run on the CPU: float16
+    # layers, float32 weights and logits, a loss-scale optimizer, XLA as "auto" resolves it.
+    config = C.resolve("smoke", sets=["global_batch_size=16", "precision=mixed_float16"])
+    strategy = strategy_for(replicas)
+    state = build_state(config, strategy)
+    step = make_train_step(config, state, strategy)
+    start = [v.numpy() for v in state.generator.trainable_variables]
+    batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(_images(), config, 0))))
+    m = {k: float(v) for k, v in step(batch, tf.constant(0.9)).items()}
+    reference, _, _ = _one_step(C.override(config, {"precision": "float32"}), replicas)
+    assert type(state.g_opt).__name__ == "LossScaleOptimizer"
+    assert {v.dtype for v in state.generator.weights} == {"float32"}
+    assert {l.compute_dtype for l in state.generator.layers[1:-1]} == {"float16"}
+    assert all(math.isfinite(v) for v in m.values())
+    moved = [not np.allclose(v.numpy(), s) for v, s in zip(state.generator.trainable_variables, start)]
+    assert all(moved)  # the scaled gradients were finite and applied, not skipped
+    for k in ("g_loss", "d_loss"):  # float16 activations: the same losses to ~1e-2
+        assert m[k] == pytest.approx(reference[k], rel=2e-2), k
