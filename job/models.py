@@ -10,9 +10,10 @@ norm, LeakyReLU, tanh output) generalised to any resolution and depth:
 - widths double per stage away from the image, capped at `max_filters`.
 
 Batch norm is synchronised across replicas when asked (`sync_batch_norm`: `job.step` asks
-unless the step is compiled with XLA, `job.step.use_xla`), so one replica and two replicas compute the same update on the same global
-batch. Inference (and the tutorial-style reference in bench/) uses plain batch norm. Layers run
-in the configured precision; logits and images leave in float32.
+unless the step is compiled with XLA, `job.step.use_xla`), so one replica and two replicas
+compute the same update on the same global batch. Inference (and the tutorial-style reference
+in bench/) uses plain batch norm. Layers run in the configured precision; logits and images leave
+in float32.
 """
 
 from __future__ import annotations

@@ -62,22 +62,14 @@ def use_xla(config: TrainConfig, num_replicas: int) -> bool:
     """Whether the forward/backward is jit-compiled: `config.xla`, with "auto" resolved.
 
     XLA runs the step 1.2-1.9x faster on the bench CPU, but cannot compile batch norm synchronised
-    across replicas (its cross-replica sum is a merge_call). "auto" therefore compiles when that
-    costs nothing: one replica (where synchronised and per-replica batch norm are the same
-    arithmetic) or no batch norm.
+    across replicas (its cross-replica sum is a merge_call), so a compiled step normalises each
+    replica's share of the batch alone. Synchronised, 1 and N replicas run the same arithmetic on
+    the same global batch (a test holds them to 1e-5). "auto" therefore compiles when that costs
+    nothing: one replica (where the two are the same arithmetic) or no batch norm.
     """
     if config.xla == "auto":
         return num_replicas == 1 or config.norm != "batch"
     return config.xla == "on"
-
-
-def sync_batch_norm(config: TrainConfig, num_replicas: int) -> bool:
-    """Whether batch norm sums its statistics across replicas.
-
-    Synchronised, 1 and N replicas run the same arithmetic on the same global batch (a test holds
-    them to 1e-5). Under XLA they cannot, so each replica normalises its own share of the batch.
-    """
-    return not use_xla(config, num_replicas)
 
 
 def build_state(config: TrainConfig, strategy: tf.distribute.Strategy) -> GanState:
@@ -85,9 +77,9 @@ def build_state(config: TrainConfig, strategy: tf.distribute.Strategy) -> GanSta
 
     Keras 3 optimizers create their slots lazily inside a cond; under MirroredStrategy the first
     distributed step then fails ("You must feed a value for placeholder tensor"), so build them here.
-    Batch norm is synchronised unless XLA is on (`sync_batch_norm`).
+    Batch norm is synchronised unless the step compiles with XLA (`use_xla`).
     """
-    sync = sync_batch_norm(config, strategy.num_replicas_in_sync)
+    sync = not use_xla(config, strategy.num_replicas_in_sync)
     with strategy.scope():
         keras.utils.set_random_seed(config.seed)
         generator = build_generator(config, sync_batch_norm=sync)

@@ -182,7 +182,7 @@ def fit(
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
             totals, steps = None, 0
-            resumed = int(state.step.numpy())  # > 0 only in the first epoch after a SIGTERM
+            resumed = skip if epoch == start_epoch else 0
             for _ in range(plan.steps_per_epoch - resumed):
                 batch = next(batches)
                 seen = (epoch * plan.steps_per_epoch + resumed + steps) * config.global_batch_size

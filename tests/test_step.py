@@ -18,12 +18,17 @@ def _images(n=32, size=28, seed=0):
     return tf.data.Dataset.from_tensor_slices(rng.randint(0, 256, (n, size, size, 1)).astype("uint8"))
 
 
-def _one_step(config, replicas):
+def _stepped_state(config, replicas):
+    """The state after one training step on the first batch, and that step's metrics."""
     strategy = strategy_for(replicas)
     state = build_state(config, strategy)
     step = make_train_step(config, state, strategy)
     batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(_images(), config, 0))))
-    metrics = {k: float(v) for k, v in step(batch, tf.constant(0.9)).items()}
+    return state, {k: float(v) for k, v in step(batch, tf.constant(0.9)).items()}
+
+
+def _one_step(config, replicas):
+    state, metrics = _stepped_state(config, replicas)
     weights = np.concatenate([v.numpy().ravel() for v in state.generator.weights + state.discriminator.weights])
     ema = np.concatenate([v.numpy().ravel() for v in state.ema_generator.weights])
     return metrics, weights, ema
@@ -161,18 +166,14 @@ def test_run_batches_are_the_epochs_batches_one_after_another():
     assert not np.array_equal(per_epoch[2][0], per_epoch[3][0])
 
 
-
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_mixed_precision_step_trains_float32_weights_with_a_scaled_loss(replicas):
     # The GPU configuration (bench's "XLA + mixed precision" row), run on the CPU: float16
     # layers, float32 weights and logits, a loss-scale optimizer, XLA as "auto" resolves it.
     config = C.resolve("smoke", sets=["global_batch_size=16", "precision=mixed_float16"])
-    strategy = strategy_for(replicas)
-    state = build_state(config, strategy)
-    step = make_train_step(config, state, strategy)
-    start = [v.numpy() for v in state.generator.trainable_variables]
-    batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(_images(), config, 0))))
-    m = {k: float(v) for k, v in step(batch, tf.constant(0.9)).items()}
+    # build_state seeds the initialisers: a second build holds the weights before the step.
+    start = [v.numpy() for v in build_state(config, strategy_for(replicas)).generator.trainable_variables]
+    state, m = _stepped_state(config, replicas)
     reference, _, _ = _one_step(C.override(config, {"precision": "float32"}), replicas)
     assert type(state.g_opt).__name__ == "LossScaleOptimizer"
     assert {v.dtype for v in state.generator.weights} == {"float32"}
