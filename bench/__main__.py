@@ -19,7 +19,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from job.devices import configure_cpu_replicas  # noqa: E402
+from job.training.devices import configure_cpu_replicas  # noqa: E402
 
 # Logical devices are fixed when TensorFlow initialises: split the CPU before anything runs.
 configure_cpu_replicas(2)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from bench.sources import image_files
 from job.config import TrainConfig
-from job.data import load_images, run_batches
+from job.training.data import load_images, run_batches
 
 CACHED_EPOCHS = 5
 

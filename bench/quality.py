@@ -19,7 +19,7 @@ from bench.runners import job_step
 from bench.runners import strategy as one_replica
 from job import data, metrics
 from job.config import TrainConfig, override, resolve
-from job.step import build_state, make_generate, make_train_step
+from job.training.step import build_state, make_generate, make_train_step
 
 SAMPLES_IN_GRID = 8
 

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from job.config import TrainConfig
-from job.models import build_discriminator, build_generator
+from job.training.models import build_discriminator, build_generator
 
 BUFFER_SIZE = 60000  # the tutorial's shuffle buffer (all of MNIST): a full shuffle
 

@@ -260,7 +260,7 @@ def run(quick: bool, only: list[str] | None, out_dir: pathlib.Path,
 def _data_rows(groups, quick, scratch, out_dir, results, progress) -> list[Row]:
     """Prepare, pipeline and quality rows: they share one dataset built in `scratch`."""
     from bench import pipeline, quality
-    from job.samples import save_png, side_by_side
+    from job.images import save_png, side_by_side
 
     rows: list[Row] = []
     source = sources.pick(quick, scratch)

@@ -18,8 +18,8 @@ import tensorflow as tf
 
 from bench.reference import TutorialGan, tutorial_dataset
 from job.config import TrainConfig
-from job.data import run_batches
-from job.step import build_state, make_train_step
+from job.training.data import run_batches
+from job.training.step import build_state, make_train_step
 
 
 @dataclasses.dataclass
@@ -82,7 +82,7 @@ CPU_REPLICAS = 2  # logical CPU devices the bench splits the CPU into (before TF
 
 def strategy(multi: bool = False) -> tf.distribute.Strategy:
     """1 replica (the first GPU, else the first logical CPU), or every GPU / 2 logical CPUs."""
-    from job import devices
+    from job.training import devices
 
     if not tf.config.list_logical_devices("GPU"):
         return devices.strategy_for(CPU_REPLICAS if multi else 1)

@@ -21,7 +21,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from job.config import TrainConfig, override, resolve, upsampling_stages  # noqa: E402
-from job.devices import configure_cpu_replicas  # noqa: E402
+from job.training.devices import configure_cpu_replicas  # noqa: E402
 
 # Random uint8 images the input pipelines cycle through: about the full set's training split, so
 # per-epoch costs (the tutorial's new shuffle each epoch) weigh as much as in a real run.

@@ -51,10 +51,10 @@ def _train(args: argparse.Namespace) -> int:
               f"{config.width >> stages}, {stages} upsampling stages; run URI "
               f"{config.resolved_run_uri}; nothing was built (--dry-run)")
         return 0
-    from job.devices import configure_cpu_replicas
+    from job.training.devices import configure_cpu_replicas
 
     configure_cpu_replicas(config.cpu_replicas)
-    from job.train import fit
+    from job.training.loop import fit
 
     fit(config)
     return 0
@@ -70,7 +70,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     if args.drop_copies or args.tfds_data_dir:
-        from job.synthetic_dataset import export
+        from job.export import export
 
         export(args.run, args.out, n=args.n, checkpoint=args.checkpoint, seed=args.seed,
                drop_copies=args.drop_copies, tfds_data_dir=args.tfds_data_dir)
@@ -82,7 +82,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from job.evaluate import evaluate
+    from job.evaluation.evaluate import evaluate
 
     evaluate(args.run, args.out, checkpoint=args.checkpoint, n=args.n, seed=args.seed,
              inception_weights=args.inception_weights, utility=args.utility)
@@ -138,19 +138,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "covidct") -> int:
+    """The one main of `covidct ...` and `python -m tune ...` (= `covidct sweep ...`).
+
+    Returns the exit code of the contract in `job.errors` (0 on success).
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Our progress lines only: TensorFlow's Python logger is chatty at INFO under a strategy.
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
     logging.getLogger("covidct").setLevel(logging.INFO)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    parser.prog = prog
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except UserError as e:  # ConfigError included: exit 2
-        print(f"covidct: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("covidct: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 

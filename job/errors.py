@@ -1,7 +1,12 @@
-"""The one user-facing error type of the job.
+"""The user-facing errors of the job and the exit-code contract.
 
 Anything a user can fix (a bad config value, a missing dataset, an unreachable bucket) is raised as
-`UserError`; the CLI prints its message alone and exits with `exit_code`, never a traceback.
+a `UserError`; the CLI prints its message alone and exits with `exit_code`, never a traceback.
+The contract, which `k8s/02-job.yaml`'s podFailurePolicy acts on:
+
+    2    will fail again: a bad config, a changed run identity, a batch larger than the data
+    143  preempted and safe: a checkpoint was saved; run the same command to resume
+    1    may succeed on retry: a storage outage beyond the retry budget, a missing credential
 """
 
 
@@ -19,3 +24,9 @@ class ConfigError(UserError):
     def __init__(self, field: str, message: str):
         self.field = field
         super().__init__(f"config field '{field}': {message}")
+
+
+class Preempted(UserError):
+    """SIGTERM: a checkpoint was saved; rerunning the same command resumes."""
+
+    exit_code = 143  # 128 + SIGTERM: the pod fails (and is retried) rather than "succeeds"

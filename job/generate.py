@@ -7,24 +7,28 @@ config.json, rebuilds the generator and loads only the EMA generator from the ch
 from __future__ import annotations
 
 import logging
-import pathlib
 
 import numpy as np
 import tensorflow as tf
 
-from job import samples
+from job import images, run, storage
 from job.checkpoint import CheckpointStore, restore
+from job.config import TrainConfig, from_json
 from job.errors import UserError
-from job.models import build_generator
-from job.outputs import local_run_dir, read_config
+from job.training.models import build_generator
 
 log = logging.getLogger("covidct")
+
+
+def read_config(run_uri: str) -> TrainConfig:
+    """The `TrainConfig` a run recorded in its config.json; a UserError if it is not a run."""
+    return from_json(run.read_config_text(run_uri))
 
 
 def load_generator(run_uri: str, checkpoint: str = "latest"):
     """(EMA generator, config, epoch) of `run_uri` at `checkpoint` (latest, best or an epoch)."""
     config = read_config(run_uri)
-    store = CheckpointStore(run_uri, str(local_run_dir(run_uri)), config.keep_checkpoints)
+    store = CheckpointStore(storage.Mirror(run_uri), config.keep_checkpoints)
     saved = store.find(checkpoint)
     generator = build_generator(config, name="ema_generator")
     state = restore(tf.train.Checkpoint(ema_generator=generator), store.fetch(saved), partial=True)
@@ -38,19 +42,19 @@ def generate_images(generator, config, n: int, seed: int = 0, batch: int = 64) -
                            for i in range(0, n, batch)])
 
 
-def generate_pngs(run_uri: str, out_dir: str, n: int, checkpoint: str = "latest", seed: int = 0) -> list[pathlib.Path]:
-    """Write `n` PNGs into `out_dir`; every file carries synthetic/run/epoch PNG text tags."""
+def generate_pngs(run_uri: str, out_dir: str, n: int, checkpoint: str = "latest", seed: int = 0) -> list[str]:
+    """Write `n` PNGs into `out_dir` (folder or gs://); every file carries synthetic/run/epoch
+    PNG text tags. Returns the file names."""
     if n <= 0:
         raise UserError(f"--n must be positive, got {n}")
     generator, config, epoch = load_generator(run_uri, checkpoint)
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    images = generate_images(generator, config, n, seed)
+    drawn = generate_images(generator, config, n, seed)
     tags = {"run": run_uri, "epoch": str(epoch), "checkpoint": checkpoint, "seed": str(seed)}
-    paths = []
-    for i, image in enumerate(images):
-        path = out / f"synthetic_{i:05d}.png"
-        samples.save_png(samples.grid(image[None], cols=1), path, synthetic_tags={**tags, "index": str(i)})
-        paths.append(path)
-    log.info(f"wrote {n} synthetic images ({config.height}x{config.width}, epoch {epoch}) to {out}")
-    return paths
+    names = []
+    with storage.staged_output(out_dir) as out:
+        for i, image in enumerate(drawn):
+            names.append(f"synthetic_{i:05d}.png")
+            images.save_png(images.grid(image[None], cols=1), out / names[-1],
+                            synthetic_tags={**tags, "index": str(i)})
+    log.info(f"wrote {n} synthetic images ({config.height}x{config.width}, epoch {epoch}) to {out_dir}")
+    return names

@@ -3,18 +3,16 @@
     covidct prepare --demo --config 64 --data-dir data/tfds
     covidct prepare --manual-dir ~/covidct-download --config all --data-dir gs://BUCKET/tfds
 
-The builder (`tfds_covidct`) knows nothing of buckets: it always builds into a local folder. For a
-gs:// data_dir this module builds in scratch space and uploads through `job.storage` (TensorFlow's
-own gs:// client cannot be pointed at a test emulator). A gs:// manual_dir (the raw scans kept in a
-bucket, as the Kubernetes job does) is downloaded first.
+The builder (`tfds_covidct`) knows nothing of buckets: it always builds into a local folder, which
+`storage.staged_output` uploads for a gs:// data_dir (TensorFlow's own gs:// client cannot be
+pointed at a test emulator). A gs:// manual_dir (the raw scans kept in a bucket, as the Kubernetes
+job does) is used through `storage.local_copy`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pathlib
-import tempfile
 
 from job import storage
 from job.errors import UserError
@@ -23,10 +21,6 @@ from tfds_covidct.covid_ct.resolutions import RESOLUTIONS
 from tfds_covidct.errors import DatasetError
 
 log = logging.getLogger("covidct")
-
-
-def _scratch(kind: str, uri: str) -> pathlib.Path:
-    return pathlib.Path(tempfile.gettempdir()) / f"covidct-{kind}" / hashlib.sha256(uri.encode()).hexdigest()[:16]
 
 
 PREPARED = "PREPARED"  # written after every file of a config is in place
@@ -54,23 +48,19 @@ def prepare(config: str, data_dir: str, manual_dir: str | None = None, demo: boo
         if not configs:
             log.info(f"covid_ct/{config} is already prepared in {data_dir}: nothing to do")
             return []
-    remote = storage.is_remote(data_dir)
-    local_data = _scratch("prepare", data_dir) if remote else pathlib.Path(data_dir)
-    if manual_dir and storage.is_remote(manual_dir):
-        local_manual = _scratch("manual", manual_dir)
-        storage.download_dir(manual_dir, str(local_manual))
-        manual_dir = str(local_manual)
+    if manual_dir:
+        manual_dir = str(storage.local_copy(manual_dir))
     summaries = []
     for c in configs:
-        try:
-            summary = builder.build(c, str(local_data), manual_dir=manual_dir, demo=demo)
-        except DatasetError as e:
-            raise UserError(str(e)) from None
+        # A rebuilt config replaces the old one whole: stale shards of a larger build must not
+        # survive beside the new ones, and the marker goes only after the upload.
+        storage.delete(storage.join(data_dir, "covid_ct", c))
+        with storage.staged_output(data_dir) as local_data_dir:
+            try:
+                summary = builder.build(c, str(local_data_dir), manual_dir=manual_dir, demo=demo)
+            except DatasetError as e:
+                raise UserError(str(e)) from None
         log.info(summary.line())
         summaries.append(summary)
-    for c in configs:
-        if remote:
-            storage.upload_dir(str(local_data / "covid_ct" / c), storage.join(data_dir, "covid_ct", c))
-            log.info(f"uploaded covid_ct/{c} to {data_dir}")
         storage.write_bytes(storage.join(data_dir, "covid_ct", c, PREPARED), b"")
     return summaries

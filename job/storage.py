@@ -1,7 +1,12 @@
 """Bytes in and out of a place: a local folder (the default) or `gs://bucket/prefix`.
 
 The only module that knows a bucket exists. Everything else names places by URI and calls these
-functions, so a run folder, a data_dir or a sweep's storage can live on disk or in a bucket alike.
+functions, so a run folder, a data_dir or a sweep's storage can live on disk or in a bucket alike:
+- bytes: `read_bytes`, `write_bytes` (atomic), `exists`, `list_files`, `delete`;
+- `local_copy(uri)`: a verified local copy of a file or folder, keyed by the whole URI and by the
+  source's content fingerprint, so a rebuilt dataset or a replaced weights file is fetched again;
+- `staged_output(uri)`: a local folder to write into, uploaded when the block ends;
+- `Mirror(uri)`: a local working folder that files are pushed from and pulled into (a run).
 Buckets go through google-cloud-storage, which honours STORAGE_EMULATOR_HOST (TensorFlow's own
 gs:// file system does not, so it could never be tested against a local emulator).
 
@@ -13,11 +18,15 @@ transient errors (connection errors, 408, 429, 5xx), so a preemptible job rides 
 import base64
 import contextlib
 import functools
+import hashlib
+import json
 import os
 import shutil
+import tempfile
 import urllib.parse
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import google_crc32c
 import requests
@@ -45,20 +54,36 @@ class StorageError(UserError):
     """A place cannot be read or written; the message names the URI and the problem."""
 
 
-def is_remote(uri: str) -> bool:
+class NotFound(StorageError):
+    """Nothing is at the URI (the place was reached and answered)."""
+
+    exit_code = 2  # retrying will not make it appear
+
+
+def _is_remote(uri: str) -> bool:
     return uri.startswith(SCHEME)
+
+
+def absolute(uri: str) -> str:
+    """`uri` unchanged for a bucket; a local path made absolute (for tools run elsewhere, Ray)."""
+    return uri if _is_remote(uri) else os.path.abspath(uri)
+
+
+def scratch_root() -> Path:
+    """Where local copies and staged folders live: TMPDIR (the pods mount an emptyDir there)."""
+    return Path(tempfile.gettempdir())
 
 
 def join(uri: str, *parts: str) -> str:
     """`uri` with path components appended, in the URI's own syntax."""
-    if is_remote(uri):
+    if _is_remote(uri):
         return "/".join([uri.rstrip("/")] + [part.strip("/") for part in parts if part])
     return os.path.join(uri, *parts)
 
 
 def exists(uri: str) -> bool:
     """Whether a file (not a folder) exists at `uri`."""
-    if not is_remote(uri):
+    if not _is_remote(uri):
         return _local(uri).is_file()
     with _errors(uri, "check"):
         return _blob(uri).exists(timeout=_timeout(), retry=_retry())
@@ -66,7 +91,7 @@ def exists(uri: str) -> bool:
 
 def read_bytes(uri: str) -> bytes:
     with _errors(uri, "read"):
-        if not is_remote(uri):
+        if not _is_remote(uri):
             return _local(uri).read_bytes()
         return _blob(uri).download_as_bytes(timeout=_timeout(), retry=_retry())
 
@@ -74,7 +99,7 @@ def read_bytes(uri: str) -> bytes:
 def write_bytes(uri: str, data: bytes, retry_seconds: float = 120.0) -> None:
     """Write `data` to `uri` whole: readers see the old content or the new one, never a part."""
     with _errors(uri, "write"):
-        if not is_remote(uri):
+        if not _is_remote(uri):
             _write_local(_local(uri), lambda out: out.write(data))
         else:
             _blob(uri).upload_from_string(data, timeout=_timeout(), retry=_retry(retry_seconds))
@@ -105,7 +130,7 @@ def download_dir(uri: str, local_dir: str) -> None:
 
 def delete(uri_prefix: str) -> None:
     """Delete the file at `uri_prefix` or everything below it; a missing place is not an error."""
-    if not is_remote(uri_prefix):
+    if not _is_remote(uri_prefix):
         path = _local(uri_prefix)
         with _errors(uri_prefix, "delete"):
             if path.is_dir():
@@ -130,7 +155,7 @@ def check_reachable(uri: str, timeout_seconds: float = 10) -> None:
     For a bucket: that the endpoint answers and the bucket exists (one listing call, no retries).
     For a local path: that the folder can be created and written.
     """
-    if not is_remote(uri):
+    if not _is_remote(uri):
         probe = _local(uri) / ".write-check"
         with _errors(uri, "write to"):
             _write_local(probe, lambda out: None)
@@ -150,7 +175,7 @@ def pyarrow_filesystem(uri: str):
     For Ray, whose storage takes a pyarrow file system. pyarrow ignores STORAGE_EMULATOR_HOST, so
     the emulator's scheme and address are passed to it explicitly.
     """
-    if not is_remote(uri):
+    if not _is_remote(uri):
         return None, str(_local(uri).resolve())
     from pyarrow import fs  # only Ray needs pyarrow; the job itself never does
 
@@ -164,6 +189,130 @@ def pyarrow_filesystem(uri: str):
         anonymous=True, scheme=parsed.scheme, endpoint_override=parsed.netloc
     )
     return filesystem, path
+
+
+# -- local copies, staged folders, mirrors -------------------------------------------------------
+
+COPIES = "covidct-copies"
+FINGERPRINT = ".fingerprint"
+
+
+def local_copy(uri: str) -> Path:
+    """A local path holding what `uri` holds now: a file or a folder, verified and atomic.
+
+    A local `uri` is returned as it is. For a bucket the copy lives under
+    `<TMPDIR>/covidct-copies/<sha256 of the whole URI>/<fingerprint>/`, where the fingerprint is a
+    hash of the listing's (name, size, CRC32C) of every object below `uri` (or of the one object).
+    Each call lists the source again (one request), so a rebuilt dataset or a replaced weights file
+    gets a new fingerprint and is downloaded again; an unchanged one is reused. A download goes to
+    a temporary folder renamed into place only when complete, so a killed download is never
+    trusted; two processes that fetch the same version at once both end with the complete copy.
+
+    Raises:
+        NotFound: nothing is at `uri`.
+        StorageError: the bucket cannot be reached.
+    """
+    if not _is_remote(uri):
+        path = _local(uri)
+        if not path.exists():
+            raise NotFound(f"cannot read {uri}: no such file or folder")
+        return path
+    is_file, entries = _source_listing(uri)
+    digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()[:16]
+    home = scratch_root() / COPIES / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    final = home / digest
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    if not final.is_dir():
+        partial = home / f".{digest}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
+        try:
+            if is_file:
+                _copy(uri, str(partial / name), READ_RETRY_SECONDS)
+            else:
+                _sync(uri, str(partial), READ_RETRY_SECONDS)
+            (partial / FINGERPRINT).write_text(json.dumps({"uri": uri, "entries": entries}))
+            try:
+                os.rename(partial, final)
+            except OSError:
+                if not final.is_dir():  # not "another process finished first": a real failure
+                    raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    for old in home.iterdir():  # earlier versions of this URI; best effort
+        if old.name != digest and not old.name.startswith("."):
+            shutil.rmtree(old, ignore_errors=True)
+    return final / name if is_file else final
+
+
+def _source_listing(uri: str) -> tuple[bool, list]:
+    """(is a single object, sorted [name, size, crc32c] of what is at `uri`)."""
+    blob = _blob(uri)
+    with _errors(uri, "read"):
+        if blob.exists(timeout=_timeout(), retry=_retry()):
+            blob.reload(timeout=_timeout(), retry=_retry())
+            return True, [["", blob.size, blob.crc32c]]
+    files = _files(uri)
+    if not files:
+        raise NotFound(f"cannot read {uri}: there is no object or folder there")
+    return False, sorted([rel, b.size, b.crc32c] for rel, b in files.items())
+
+
+@contextlib.contextmanager
+def staged_output(uri: str) -> Iterator[Path]:
+    """A local folder to write into: `uri` itself, or a temporary folder uploaded to the bucket
+    `uri` when the block ends without an error (files already there unchanged are not resent)."""
+    if not _is_remote(uri):
+        path = _local(uri)
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="covidct-out-") as tmp:
+        yield Path(tmp)
+        upload_dir(tmp, uri)
+
+
+class Mirror:
+    """A local working folder for the place `uri`: files are written locally and pushed.
+
+    For a local `uri` the working folder is `uri` itself and every push or pull is a no-op; for a
+    bucket it is scratch space keyed by the whole URI (`<TMPDIR>/covidct-runs/<sha256>`).
+    """
+
+    def __init__(self, uri: str, retry_seconds: float = 120.0):
+        self.uri = uri
+        self.retry_seconds = retry_seconds
+        if _is_remote(uri):
+            self.local = scratch_root() / "covidct-runs" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+        else:
+            self.local = _local(uri)
+        self.local.mkdir(parents=True, exist_ok=True)
+
+    def path(self, rel: str) -> Path:
+        return self.local / rel
+
+    def push(self, rel: str) -> None:
+        """Upload the local file or folder `rel` to the same place under `uri`."""
+        if not _is_remote(self.uri):
+            return
+        if self.path(rel).is_dir():
+            upload_dir(str(self.path(rel)), join(self.uri, rel), self.retry_seconds)
+        else:
+            write_bytes(join(self.uri, rel), self.path(rel).read_bytes(), self.retry_seconds)
+
+    def pull(self, rel: str) -> None:
+        """Bring the file or folder `rel` of `uri` into the local folder (if it exists there)."""
+        if not _is_remote(self.uri):
+            return
+        source = join(self.uri, rel)
+        if exists(source):
+            _write_local(self.path(rel), lambda out: out.write(read_bytes(source)))
+        elif _files(source):
+            download_dir(source, str(self.path(rel)))
+
+    def delete(self, rel: str) -> None:
+        """Delete `rel` under `uri` and its local copy."""
+        delete(join(self.uri, rel))
+        if _is_remote(self.uri):
+            shutil.rmtree(self.path(rel), ignore_errors=True)
 
 
 # -- places -------------------------------------------------------------------------------------
@@ -184,7 +333,7 @@ def _local(uri: str) -> Path:
 
 def _files(uri: str, retry_seconds: float = READ_RETRY_SECONDS) -> dict:
     """Every file below `uri` by relative path: a `Path` locally, a listed `Blob` in a bucket."""
-    if not is_remote(uri):
+    if not _is_remote(uri):
         root = _local(uri)
         if not root.is_dir():
             return {}
@@ -225,10 +374,10 @@ def _fingerprint(entry) -> tuple[int, str]:
 def _copy(source: str, target: str, retry_seconds: float) -> None:
     """One file from `source` to `target`; at most one side is a bucket."""
     timeout, retry = _timeout(), _retry(retry_seconds)
-    if is_remote(target):
+    if _is_remote(target):
         with _errors(target, "write"):
             _blob(target).upload_from_filename(source, timeout=timeout, retry=retry)
-    elif is_remote(source):
+    elif _is_remote(source):
         download = _blob(source).download_to_file
         with _errors(source, "read"):
             _write_local(Path(target), lambda out: download(out, timeout=timeout, retry=retry))

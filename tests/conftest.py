@@ -9,7 +9,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from job.devices import configure_cpu_replicas  # noqa: E402
+from job.training.devices import configure_cpu_replicas  # noqa: E402
 
 configure_cpu_replicas(2)
 

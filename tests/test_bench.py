@@ -121,7 +121,7 @@ def test_reference_is_the_jobs_architecture_with_the_tutorials_batch_norm():
 
     from bench.reference import tutorial_models
     from job.config import resolve
-    from job.models import build_discriminator, build_generator
+    from job.training.models import build_discriminator, build_generator
 
     config = resolve("smoke")
     for ref, job in zip(tutorial_models(config), (build_generator(config), build_discriminator(config))):

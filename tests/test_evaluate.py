@@ -14,7 +14,8 @@ import scipy.ndimage
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from job import evaluate, memorisation, report, samples, storage, synthetic_dataset
+from job import export, images, storage
+from job.evaluation import classifier, evaluate, memorisation, quality, report
 from job.errors import UserError
 
 
@@ -72,20 +73,20 @@ def test_noise_is_flagged_0_percent_and_has_high_swd(real):
     memo = memorisation.check(noise, train, holdout)
     assert not memo.flagged.any()
     assert np.median(memo.distance) > np.median(memo.reference_distance)
-    q = evaluate.quality(train, holdout, noise)
+    q = quality.quality(train, holdout, noise)
     assert q["images_per_set"] == 40
     assert q["swd_generated_vs_train"] > 3 * q["swd_holdout_vs_train"]
     assert q["swd_generated_vs_holdout"] > 3 * q["swd_holdout_vs_train"]
     # A generator drawing new scans from the same distribution stays near the floor.
-    fresh = evaluate.quality(train, holdout, scans(80, seed=6))
+    fresh = quality.quality(train, holdout, scans(80, seed=6))
     assert fresh["swd_generated_vs_train"] < 2 * fresh["swd_holdout_vs_train"]
 
 
 def test_a_collapsed_generator_has_near_zero_diversity_ratio(real):
     train, _ = real
     collapsed = np.repeat(scans(1, seed=7), 50, axis=0)
-    assert evaluate.diversity(train, collapsed)["diversity_ratio"] < 1e-6
-    assert 0.7 < evaluate.diversity(train, scans(50, seed=8))["diversity_ratio"] < 1.3
+    assert quality.diversity(train, collapsed)["diversity_ratio"] < 1e-6
+    assert 0.7 < quality.diversity(train, scans(50, seed=8))["diversity_ratio"] < 1.3
 
 
 def test_fresh_draws_are_flagged_about_as_often_as_chance_predicts(real):
@@ -118,10 +119,10 @@ def test_bad_inputs_give_clear_errors(real):
 
 
 def test_auc_matches_known_values():
-    assert evaluate.auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
-    assert evaluate.auc([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1]) == 0.0
-    assert evaluate.auc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == 0.5
-    assert evaluate.auc([1, 1], [0.1, 0.2]) is None
+    assert classifier.auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
+    assert classifier.auc([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1]) == 0.0
+    assert classifier.auc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == 0.5
+    assert classifier.auc([1, 1], [0.1, 0.2]) is None
 
 
 def _report(tmp_path, train, holdout, generated):
@@ -147,16 +148,16 @@ def test_report_of_a_copying_generator(tmp_path, real):
     assert doc["files"]["flagged_pairs"] == ["flagged_pairs_001.png", "flagged_pairs_002.png"]
     assert doc["files"]["closest_pairs"] == []
     with Image.open(tmp_path / "flagged_pairs_002.png") as page:
-        assert page.height == 5 * 28 + 4 * samples.GAP_PX  # the last 5 pairs
-        assert page.width == 150 + 2 * 28 + samples.GAP_PX
+        assert page.height == 5 * 28 + 4 * images.GAP_PX  # the last 5 pairs
+        assert page.width == 150 + 2 * 28 + images.GAP_PX
         assert "synthetic" in page.text["Comment"] and "real training" in page.text["Comment"]
     for name in ["real_vs_synthetic.png", "samples.png", "memorisation_histogram.png"]:
         assert f"]({name})" in markdown
         with Image.open(tmp_path / name) as im:
             im.verify()
     with Image.open(tmp_path / "real_vs_synthetic.png") as im:
-        assert im.size == (96 + 8 * 28 + 7 * samples.GAP_PX, 2 * 28 + samples.GAP_PX)
-    assert samples.read_tags(tmp_path / "samples.png")["synthetic"] == "true"
+        assert im.size == (96 + 8 * 28 + 7 * images.GAP_PX, 2 * 28 + images.GAP_PX)
+    assert images.read_tags(tmp_path / "samples.png")["synthetic"] == "true"
 
 
 def test_report_of_a_novel_generator_says_no_memorisation(tmp_path, real):
@@ -180,24 +181,24 @@ def test_nan_figures_are_null_in_json(tmp_path, real):
     flat = np.zeros((10, 28, 28, 1), np.float32)  # real diversity 0 -> ratio undefined
     results, memo = evaluate.evaluate_arrays(train, holdout, flat)
     results["run"] = RUN
-    results["diversity"] = evaluate.diversity(flat, flat)
+    results["diversity"] = quality.diversity(flat, flat)
     report.write(tmp_path, results, memo, train=train, generated=flat)
     assert json.loads((tmp_path / "report.json").read_text())["diversity"]["diversity_ratio"] is None
 
 
 def test_synthetic_tfds_dataset_round_trip(tmp_path):
-    images = scans(7, seed=12)
+    drawn = scans(7, seed=12)
     indices = np.array([0, 1, 2, 4, 5, 8, 9])  # 3, 6, 7 were dropped as copies
     covid_p = np.array([0.9, 0.1, 0.7, 0.2, 0.6, 0.4, 0.95])
     pngs = tmp_path / "pngs"
     pngs.mkdir()
-    synthetic_dataset.write_pngs(pngs, images, indices, covid_p,
-                                 {"run": "runs/x", "epoch": "3", "source": "synthetic:runs/x@epoch3"})
-    tags = samples.read_tags(pngs / "synthetic_00004.png")
+    export.write_pngs(pngs, drawn, indices, covid_p,
+                      {"run": "runs/x", "epoch": "3", "source": "synthetic:runs/x@epoch3"})
+    tags = images.read_tags(pngs / "synthetic_00004.png")
     assert tags["synthetic"] == "true" and tags["label"] == "non_covid"
     assert tags["covid_probability"] == "0.2000"
     data_dir = tmp_path / "tfds"
-    synthetic_dataset.build(pngs, str(data_dir), "28")
+    export.build(pngs, str(data_dir), "28")
     # Loadable from the files alone, like the real dataset: no builder code needed.
     builder = tfds.builder_from_directory(str(data_dir / "covid_ct_synthetic" / "28" / "1.0.0"))
     assert builder.info.splits["train"].num_examples == 7
@@ -209,7 +210,7 @@ def test_synthetic_tfds_dataset_round_trip(tmp_path):
         "covid" if p > 0.5 else "non_covid" for p in covid_p]
     assert all(r["source"] == b"synthetic:runs/x@epoch3" for r in rows)
     assert rows[0]["image"].shape == (28, 28, 1)
-    assert np.array_equal(rows[0]["image"][..., 0], samples.to_uint8(images[:1])[0])
+    assert np.array_equal(rows[0]["image"][..., 0], images.to_uint8(drawn[:1])[0])
     ds = tfds.load("covid_ct_synthetic/28", data_dir=str(data_dir), split="train")
     assert sum(1 for _ in ds) == 7
 
@@ -219,7 +220,7 @@ def test_synthetic_dataset_refuses_untagged_images(tmp_path):
     pngs.mkdir()
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(pngs / "synthetic_00000.png")  # no tags
     with pytest.raises(UserError, match="not a labelled synthetic image"):
-        synthetic_dataset.build(pngs, str(tmp_path / "tfds"), "28")
+        export.build(pngs, str(tmp_path / "tfds"), "28")
 
 
 def test_model_card_names_run_use_figures_and_failure_modes(real):
@@ -228,10 +229,10 @@ def test_model_card_names_run_use_figures_and_failure_modes(real):
     info = {"run": "gs://b/runs/demo", "checkpoint": "best", "epoch": 30, "seed": 0, "config": "28",
             "data_dir": "data/tfds", "train": 120, "holdout": 40, "generated": 22, "kept": 20,
             "drop_copies": True, "covid_share": 0.4, "train_covid_share": 0.5,
-            "quality": evaluate.quality(train, holdout, gen),
-            "diversity": evaluate.diversity(train, gen),
+            "quality": quality.quality(train, holdout, gen),
+            "diversity": quality.diversity(train, gen),
             "memorisation": memorisation.check(gen, train, holdout).summary()}
-    card = synthetic_dataset.model_card(info)
+    card = export.model_card(info)
     for needle in ["gs://b/runs/demo", "epoch 30", "not diagnosis", "Not patient scans",
                    "2 near-copies of training scans dropped", "Known failure modes", "SWD x1e3"]:
         assert needle.lower() in card.lower(), needle
@@ -272,7 +273,7 @@ def smoke_run(tmp_path_factory):
     """A 2-epoch smoke run on the 28x28 demo phantoms (both labels, train and test splits)."""
     from job import config as C
     from job.prepare import prepare
-    from job.train import fit
+    from job.training.loop import fit
 
     data_dir = tmp_path_factory.mktemp("tfds")
     prepare("28", str(data_dir), demo=True)
@@ -296,7 +297,7 @@ def test_evaluate_a_trained_run_into_a_bucket(smoke_run, gcs_prefix):
 
 @pytest.mark.heavy
 def test_generate_drop_copies_and_tfds_export_end_to_end(smoke_run, tmp_path):
-    info = synthetic_dataset.export(smoke_run, str(tmp_path / "out"), n=24, drop_copies=True,
+    info = export.export(smoke_run, str(tmp_path / "out"), n=24, drop_copies=True,
                                     tfds_data_dir=str(tmp_path / "tfds"))
     kept = sorted((tmp_path / "out").glob("synthetic_*.png"))
     assert len(kept) == info["kept"] == 24 - info["memorisation"]["flagged"]

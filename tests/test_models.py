@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from job import config as C
-from job.models import build_discriminator, build_generator, hidden_layer_count
+from job.training.models import build_discriminator, build_generator, hidden_layer_count
 
 
 @pytest.mark.parametrize("preset", ["smoke", "demo", "seed28", "default"])

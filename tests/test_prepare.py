@@ -4,7 +4,7 @@ import pytest
 
 from job import storage
 from job.config import resolve
-from job.data import load_images
+from job.training.data import load_images
 from job.errors import UserError
 from job.prepare import PREPARED, is_prepared, prepare
 

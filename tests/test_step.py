@@ -7,10 +7,10 @@ import pytest
 import tensorflow as tf
 
 from job import config as C
-from job.augment import AUG_PARAMS, augment
-from job.data import epoch_batches, run_batches
-from job.devices import strategy_for
-from job.step import build_state, make_train_step, per_example_losses, use_xla
+from job.training.augment import AUG_PARAMS, augment
+from job.training.data import epoch_batches, run_batches
+from job.training.devices import strategy_for
+from job.training.step import build_state, make_train_step, per_example_losses, use_xla
 
 
 def _images(n=32, size=28, seed=0):

@@ -42,7 +42,7 @@ def _write_tree(root: Path, files: dict[str, bytes]) -> Path:
 
 def _versions(place: str) -> dict[str, int]:
     """Something that changes whenever a file is rewritten: the inode, or the object generation."""
-    if not storage.is_remote(place):
+    if not place.startswith("gs://"):
         return {rel: (Path(place) / rel).stat().st_ino for rel in storage.list_files(place)}
     bucket, _, prefix = place[len("gs://") :].partition("/")
     client = gcs.Client(project="test", credentials=AnonymousCredentials())
@@ -50,11 +50,12 @@ def _versions(place: str) -> dict[str, int]:
     return {blob.name[len(prefix) + 1 :]: blob.generation for blob in blobs}
 
 
-def test_join_and_is_remote():
+def test_join_and_absolute():
     assert storage.join("gs://b/run/", "checkpoints", "ckpt-1/") == "gs://b/run/checkpoints/ckpt-1"
     assert storage.join("gs://b", "x") == "gs://b/x"
     assert storage.join("runs/a", "b", "c.txt") == os.path.join("runs/a", "b", "c.txt")
-    assert storage.is_remote("gs://b/x") and not storage.is_remote("runs/gs:/x")
+    assert storage.absolute("gs://b/x") == "gs://b/x"
+    assert storage.absolute("runs/gs:/x") == os.path.abspath("runs/gs:/x")
     with pytest.raises(StorageError, match="unsupported scheme"):
         storage.read_bytes("s3://b/x")
 
@@ -129,7 +130,7 @@ def test_download_of_an_empty_prefix_fails(place, tmp_path):
 
 def test_check_reachable_accepts_a_usable_place(place):
     storage.check_reachable(place)
-    if not storage.is_remote(place):
+    if not place.startswith("gs://"):
         assert Path(place).is_dir() and os.listdir(place) == []
 
 
@@ -226,7 +227,7 @@ def test_writes_survive_an_outage(gcs_emulator, gcs_prefix, tmp_path):
 def test_pyarrow_filesystem_writes_where_storage_reads(place):
     filesystem, path = storage.pyarrow_filesystem(place)
     if filesystem is None:
-        assert os.path.isabs(path) and not storage.is_remote(place)
+        assert os.path.isabs(path) and not place.startswith("gs://")
         Path(path, "trial").mkdir(parents=True)
         Path(path, "trial", "result.json").write_bytes(b'{"swd": 0.1}')
     else:

@@ -18,13 +18,14 @@ import tensorflow as tf
 
 from job import config as C
 from job import storage
-from job.checkpoint import COMPLETE, CheckpointStore, restore
-from job.devices import strategy_for
+from job import run as run_layout
+from job.checkpoint import CheckpointStore, restore
+from job.training.devices import strategy_for
 from job.errors import UserError
 from job.generate import generate_pngs
-from job.samples import read_tags
-from job.step import build_state
-from job.train import fit
+from job.images import read_tags
+from job.training.step import build_state
+from job.training.loop import fit
 
 pytestmark = pytest.mark.heavy
 
@@ -49,9 +50,9 @@ def lines(path):
 
 def checkpoint_arrays(run_uri):
     """Every variable of the newest complete checkpoint, by its checkpoint key."""
-    store = CheckpointStore(str(run_uri), str(run_uri), keep=3)
+    store = CheckpointStore(storage.Mirror(str(run_uri)), keep=3)
     folder = store.fetch(store.latest())
-    reader = tf.train.load_checkpoint(str(folder / "ckpt"))
+    reader = tf.train.load_checkpoint(str(folder / run_layout.CKPT_PREFIX))
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
             if "save_counter" not in k and k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
 
@@ -60,17 +61,18 @@ def test_two_replica_run_writes_every_output(demo_data, tmp_path):
     run = tmp_path / "run"
     final = fit(smoke(demo_data, run, cpu_replicas=2))
     assert final["kimg"] > 0 and np.isfinite(final["g_loss"]) and np.isfinite(final["d_loss"])
-    history = lines(run / "metrics.jsonl")
+    history = lines(run / run_layout.METRICS)
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(np.isfinite(h["swd"]) and h["swd"] > 0 for h in history)
-    assert json.loads((run / "config.json").read_text())["cpu_replicas"] == 2
-    assert (run / "checkpoints" / "e000002-s00000" / COMPLETE).exists()
-    assert (run / "checkpoints" / "best.json").exists()
-    assert sorted(p.name for p in (run / "samples").iterdir()) == [
-        "epoch_0001.png", "epoch_0002.png", "progress.gif"]
-    assert read_tags(run / "samples" / "epoch_0002.png")["synthetic"] == "true"
-    assert any((run / "events").iterdir())
-    exported = tf.keras.models.load_model(run / "generator.keras")
+    assert json.loads((run / run_layout.CONFIG).read_text())["cpu_replicas"] == 2
+    listing = run_layout.read_listing(str(run))
+    assert [(s.epoch, s.step) for s in listing.checkpoints] == [(1, 0), (2, 0)]
+    assert run_layout.read_best(str(run))["name"] in {s.name for s in listing.checkpoints}
+    assert listing.sample_epochs == (1, 2)
+    assert (run / run_layout.PROGRESS_GIF).exists()
+    assert read_tags(run / run_layout.sample_grid(2))["synthetic"] == "true"
+    assert any((run / run_layout.EVENTS).iterdir())
+    exported = tf.keras.models.load_model(run / run_layout.EXPORT)
     assert exported.output_shape == (None, 28, 28, 1)
 
 
@@ -80,7 +82,7 @@ def test_rerun_resumes_from_the_newest_checkpoint_and_keeps_history(demo_data, t
     seen = []
     fit(smoke(demo_data, run, epochs=3), callbacks=[seen.append])
     assert [r.epoch for r in seen] == [2, 3]  # epoch 1 was not trained again
-    assert [h["epoch"] for h in lines(run / "metrics.jsonl")] == [1, 2, 3]
+    assert [h["epoch"] for h in lines(run / run_layout.METRICS)] == [1, 2, 3]
     assert all(r.checkpoint_dir and pathlib.Path(r.checkpoint_dir).is_dir() for r in seen)
 
 
@@ -90,7 +92,7 @@ def test_a_resumed_run_uses_the_configured_learning_rates(demo_data, tmp_path):
     config = smoke(demo_data, run, epochs=2, g_lr=5e-4, d_lr=2e-4)
     fit(config)
     state = build_state(config, strategy_for(0))
-    store = CheckpointStore(str(run), str(run), keep=3)
+    store = CheckpointStore(storage.Mirror(str(run)), keep=3)
     restore(state.checkpoint(), store.fetch(store.latest()))
     assert float(state.g_opt.learning_rate.numpy()) == pytest.approx(5e-4)
     assert float(state.d_opt.learning_rate.numpy()) == pytest.approx(2e-4)
@@ -99,10 +101,10 @@ def test_a_resumed_run_uses_the_configured_learning_rates(demo_data, tmp_path):
 def test_checkpoints_are_pruned_but_the_best_is_kept(demo_data, tmp_path):
     run = tmp_path / "run"
     fit(smoke(demo_data, run, epochs=5, keep_checkpoints=2))
-    store = CheckpointStore(str(run), str(run), keep=2)
+    store = CheckpointStore(storage.Mirror(str(run)), keep=2)
     kept = [s.epoch for s in store.complete()]
     assert kept[-2:] == [4, 5] and len(kept) <= 3
-    assert store.best().epoch in kept
+    assert store.best()[0].epoch in kept
 
 
 def test_non_finite_losses_stop_the_run_and_keep_the_last_good_checkpoint(demo_data, tmp_path):
@@ -110,14 +112,14 @@ def test_non_finite_losses_stop_the_run_and_keep_the_last_good_checkpoint(demo_d
     config = smoke(demo_data, run, epochs=1)
     fit(config)
     # Poison the discriminator in the checkpoint the next run resumes from.
-    store = CheckpointStore(str(run), str(run), keep=3)
+    store = CheckpointStore(storage.Mirror(str(run)), keep=3)
     folder = store.fetch(store.latest())
     state = build_state(config, strategy_for(0))
     ckpt = state.checkpoint()
     restore(ckpt, folder)
     kernel = state.discriminator.trainable_variables[0]
     kernel.assign(np.full(kernel.shape, np.nan, np.float32))
-    ckpt.write(str(folder / "ckpt"))
+    ckpt.write(str(folder / run_layout.CKPT_PREFIX))
     with pytest.raises(UserError, match=r"non-finite loss in epoch 2 .*epochs 2\.\.2 .*epoch 1"):
         fit(smoke(demo_data, run, epochs=3))
     assert [s.epoch for s in store.complete()] == [1]
@@ -126,12 +128,12 @@ def test_non_finite_losses_stop_the_run_and_keep_the_last_good_checkpoint(demo_d
 def test_generate_writes_tagged_pngs_from_latest_best_or_an_epoch(demo_data, tmp_path):
     run = tmp_path / "run"
     fit(smoke(demo_data, run))
-    paths = generate_pngs(str(run), str(tmp_path / "out"), n=5, checkpoint="best")
-    assert len(paths) == 5
-    tags = read_tags(paths[0])
+    names = generate_pngs(str(run), str(tmp_path / "out"), n=5, checkpoint="best")
+    assert len(names) == 5
+    tags = read_tags(tmp_path / "out" / names[0])
     assert tags["synthetic"] == "true" and tags["run"] == str(run) and tags["epoch"] in ("1", "2")
-    images = generate_pngs(str(run), str(tmp_path / "out1"), n=3, checkpoint="1")
-    assert read_tags(images[0])["epoch"] == "1"
+    names = generate_pngs(str(run), str(tmp_path / "out1"), n=3, checkpoint="1")
+    assert read_tags(tmp_path / "out1" / names[0])["epoch"] == "1"
     with pytest.raises(UserError, match="no complete checkpoint at epoch 9 .*have: 1, 2"):
         generate_pngs(str(run), str(tmp_path / "out9"), n=1, checkpoint="9")
 
@@ -139,13 +141,15 @@ def test_generate_writes_tagged_pngs_from_latest_best_or_an_epoch(demo_data, tmp
 def test_gcs_round_trip_and_generate_from_the_bucket(demo_data, gcs_prefix, tmp_path):
     fit(smoke(demo_data, gcs_prefix))
     files = storage.list_files(gcs_prefix)
-    for expected in ("config.json", "metrics.jsonl", "checkpoints/e000002-s00000/COMPLETE",
-                     "checkpoints/e000002-s00000/ckpt.index", "samples/epoch_0002.png",
-                     "samples/progress.gif", "generator.keras"):
+    listing = run_layout.parse_listing(files)
+    assert listing.has_config and listing.latest.name == run_layout.checkpoint_name(2, 0)
+    assert listing.sample_epochs == (1, 2) and not listing.incomplete
+    newest = run_layout.checkpoint_file(listing.latest.name, run_layout.CKPT_PREFIX + ".index")
+    for expected in (run_layout.METRICS, newest, run_layout.PROGRESS_GIF, run_layout.EXPORT):
         assert expected in files, expected
-    assert any(f.startswith("events/") for f in files)
-    paths = generate_pngs(gcs_prefix, str(tmp_path / "out"), n=2)
-    assert read_tags(paths[0])["run"] == gcs_prefix
+    assert any(f.startswith(run_layout.EVENTS + "/") for f in files)
+    names = generate_pngs(gcs_prefix, str(tmp_path / "out"), n=2)
+    assert read_tags(tmp_path / "out" / names[0])["run"] == gcs_prefix
 
 
 def test_an_unreachable_bucket_fails_before_training(demo_data, gcs_emulator):
@@ -186,12 +190,12 @@ def test_killed_or_preempted_runs_resume_to_the_same_weights(demo_data, tmp_path
     # SIGTERM (a preemption): a checkpoint is saved, exit code 143, the same command resumes.
     run = tmp_path / "preempted"
     proc = covidct(*train_args(demo_data, run, epochs))
-    wait_for(lambda: (run / "checkpoints" / "e000001-s00000" / COMPLETE).exists(), proc)
+    wait_for(lambda: run_layout.read_listing(str(run)).latest is not None, proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
     assert "SIGTERM: saved a checkpoint" in err and "Traceback" not in err
-    saved = CheckpointStore(str(run), str(run), keep=3).latest()
+    saved = CheckpointStore(storage.Mirror(str(run)), keep=3).latest()
     assert saved.epoch < epochs
     resumed = covidct(*train_args(demo_data, run, epochs))
     assert resumed.wait(timeout=600) == 0, resumed.communicate()[1][-2000:]
@@ -199,7 +203,7 @@ def test_killed_or_preempted_runs_resume_to_the_same_weights(demo_data, tmp_path
     # kill -9: at most the epochs since the last checkpoint are lost; history has no duplicates.
     run9 = tmp_path / "killed"
     proc = covidct(*train_args(demo_data, run9, epochs))
-    wait_for(lambda: (run9 / "checkpoints" / "e000002-s00000" / COMPLETE).exists(), proc)
+    wait_for(lambda: len(run_layout.read_listing(str(run9)).checkpoints) >= 2, proc)
     proc.kill()
     proc.wait()
     again = covidct(*train_args(demo_data, run9, epochs))
@@ -216,15 +220,14 @@ def test_killed_or_preempted_runs_resume_to_the_same_weights(demo_data, tmp_path
 
 def test_bucket_outage_mid_run_still_ends_with_a_complete_checkpoint(demo_data, gcs_emulator, gcs_prefix, tmp_path):
     proc = covidct(*train_args(demo_data, gcs_prefix, 8))
-    wait_for(lambda: any(f.endswith(COMPLETE) for f in storage.list_files(gcs_prefix)), proc)
+    wait_for(lambda: run_layout.read_listing(gcs_prefix).latest is not None, proc)
     gcs_emulator.stop()
     time.sleep(4)
     gcs_emulator.start()
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
-    store = CheckpointStore(gcs_prefix, str(tmp_path), keep=3)
-    assert store.latest().epoch == 8
-    assert [json.loads(l)["epoch"] for l in storage.read_bytes(f"{gcs_prefix}/metrics.jsonl").decode().splitlines()] == list(range(1, 9))
+    assert run_layout.read_listing(gcs_prefix).latest.epoch == 8
+    assert [m["epoch"] for m in run_layout.read_metrics(gcs_prefix)] == list(range(1, 9))
 
 
 @pytest.mark.parametrize(
@@ -238,5 +241,5 @@ def test_cli_bad_runs_fail_with_one_clear_message(demo_data, tmp_path, args, mes
     base = ["train", "--preset", "smoke", "--run", str(tmp_path / "r"), "--set", f"data_dir={demo_data}"]
     proc = covidct(*base, *args)
     out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # will fail again: Kubernetes must not retry it
     assert message in err and "Traceback" not in err

@@ -249,7 +249,7 @@ def demo_data(tmp_path_factory):
 
 def _trials(sweep_uri: str) -> dict:
     """trial id -> its run's metrics, from the files in storage."""
-    from job.outputs import read_metrics
+    from job.run import read_metrics
 
     ids = {rel.split("/")[0] for rel in storage.list_files(sweep_uri) if rel.endswith("/run/config.json")}
     return {tid: read_metrics(storage.join(sweep_uri, tid, "run")) for tid in ids}

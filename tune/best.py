@@ -16,13 +16,12 @@ import json
 import math
 import pathlib
 
-from job import storage
-from job.checkpoint import COMPLETE, CheckpointStore, Saved, parse_name
+from job import run, storage
+from job.checkpoint import CheckpointStore
 from job.errors import UserError
-from job.outputs import CONFIG, METRICS, read_metrics
+from job.metrics import registry
+from job.run import Saved
 from tune.layout import RUN_FOLDER, trial_run_uri
-
-MODES = {"swd": "min", "fid": "min", "kid": "min", "diversity": "max"}
 NOT_SETTINGS = ("name", "run_uri")  # differ between every two trials by construction
 
 
@@ -55,47 +54,41 @@ class Ranked:
 def read_trials(sweep_uri: str) -> list[Trial]:
     """Every trial run under `sweep_uri` (`<storage>/<sweep name>`)."""
     files = storage.list_files(sweep_uri)
-    ids = sorted({rel.split("/")[0] for rel in files if rel.endswith(f"/{RUN_FOLDER}/{CONFIG}")
-                  and rel.count("/") == 2})
+    by_trial: dict[str, list[str]] = {}
+    for rel in files:
+        head, sep, inner = rel.partition(f"/{RUN_FOLDER}/")
+        if sep and "/" not in head:
+            by_trial.setdefault(head, []).append(inner)
+    listings = {tid: run.parse_listing(rels) for tid, rels in sorted(by_trial.items())}
+    ids = [tid for tid, listing in listings.items() if listing.has_config]
     if not ids:
-        raise UserError(f"{sweep_uri} holds no trial runs (<trial id>/{RUN_FOLDER}/{CONFIG}): give "
-                        "the sweep's folder, <storage>/<sweep name>")
+        raise UserError(f"{sweep_uri} holds no trial runs (<trial id>/{RUN_FOLDER}/{run.CONFIG}): "
+                        "give the sweep's folder, <storage>/<sweep name>")
     trials = []
     for tid in ids:
-        run = trial_run_uri(sweep_uri, tid)
-        checkpoints, samples = [], []
-        for rel in files:
-            parts = rel.split("/")
-            if parts[:3] == [tid, RUN_FOLDER, "checkpoints"] and len(parts) == 5 and parts[4] == COMPLETE:
-                if (saved := parse_name(parts[3])) is not None:
-                    checkpoints.append(saved)
-            if parts[:3] == [tid, RUN_FOLDER, "samples"] and len(parts) == 4 and parts[3].startswith("epoch_"):
-                samples.append(int(parts[3][len("epoch_"):].split(".")[0]))
+        uri = trial_run_uri(sweep_uri, tid)
         trials.append(Trial(
-            trial_id=tid, run_uri=run,
-            config=json.loads(storage.read_bytes(storage.join(run, CONFIG))),
-            history=tuple(read_metrics(run)),
-            checkpoints=tuple(sorted(checkpoints, key=lambda s: (s.epoch, s.step))),
-            sample_epochs=tuple(sorted(samples)),
+            trial_id=tid, run_uri=uri, config=json.loads(run.read_config_text(uri)),
+            history=tuple(run.read_metrics(uri)), checkpoints=listings[tid].checkpoints,
+            sample_epochs=listings[tid].sample_epochs,
         ))
     return trials
 
 
 def rank(trials: list[Trial], metric: str) -> list[Ranked]:
     """Trials best first by `metric` at their kept checkpoints; unmeasured trials last."""
-    if metric not in MODES:
-        raise UserError(f"--metric must be one of {sorted(MODES)}, got {metric!r}")
-    sign = 1 if MODES[metric] == "min" else -1
+    registry.direction(metric)  # a UserError naming the known metrics
     ranked = []
     for trial in trials:
         scored = [(trial.at(s.epoch)[metric], s) for s in trial.checkpoints
                   if s.step == 0 and _finite(trial.at(s.epoch).get(metric))]
-        value, saved = min(scored, key=lambda vs: sign * vs[0]) if scored else (None, None)
-        ranked.append(Ranked(trial, value, saved))
+        best = min(scored, key=lambda vs: registry.ordering(metric, vs[0])) if scored else None
+        ranked.append(Ranked(trial, *(best or (None, None))))
     if all(r.value is None for r in ranked):
         seen = sorted({k for t in trials for h in t.history for k in h})
         raise UserError(f"no trial has a checkpoint measured by {metric!r}; the trials recorded {seen}")
-    return sorted(ranked, key=lambda r: (r.value is None, sign * (r.value or 0.0)))
+    return sorted(ranked, key=lambda r: (r.value is None,
+                                         0.0 if r.value is None else registry.ordering(metric, r.value)))
 
 
 def _finite(value) -> bool:
@@ -139,16 +132,16 @@ def download(ranked: Ranked, metric: str, out_dir: str) -> pathlib.Path:
     if ranked.checkpoint is None:
         raise UserError(f"trial {ranked.trial.trial_id} has no checkpoint measured by {metric}")
     out = pathlib.Path(out_dir)
-    run = ranked.trial.run_uri
-    config = storage.read_bytes(storage.join(run, CONFIG))
-    if (out / CONFIG).exists() and (out / CONFIG).read_bytes() != config:
+    source = ranked.trial.run_uri
+    config = run.read_config_text(source)
+    if (out / run.CONFIG).exists() and (out / run.CONFIG).read_text() != config:
         raise UserError(f"--out {out} already holds another run; give an empty or new folder")
     name = ranked.checkpoint.name
-    storage.download_dir(storage.join(run, "checkpoints", name), str(out / "checkpoints" / name))
-    (out / CONFIG).write_bytes(config)
-    if storage.exists(storage.join(run, METRICS)):
-        (out / METRICS).write_bytes(storage.read_bytes(storage.join(run, METRICS)))
-    CheckpointStore(str(out), str(out), keep=1).mark_best(name, metric, ranked.value)
+    storage.download_dir(storage.join(source, run.checkpoint_dir(name)), str(out / run.checkpoint_dir(name)))
+    (out / run.CONFIG).write_text(config)
+    history = "".join(json.dumps(h) + "\n" for h in ranked.trial.history)
+    (out / run.METRICS).write_text(history)
+    CheckpointStore(storage.Mirror(str(out)), keep=1).mark_best(name, metric, ranked.value)
     return out
 
 
@@ -158,7 +151,8 @@ def best(sweep_uri: str, metric: str = "swd", top: int = 10, out: str | None = N
         raise UserError(f"--top must be positive, got {top}")
     trials = read_trials(sweep_uri)
     ranked = rank(trials, metric)
-    print(f"{len(trials)} trials in {sweep_uri}, by {metric} ({MODES[metric]}) at their kept checkpoints:")
+    print(f"{len(trials)} trials in {sweep_uri}, by {metric} ({registry.direction(metric)}) at "
+          "their kept checkpoints:")
     print(table(ranked, metric, varying_fields(trials), limit=top))
     if out is not None:
         folder = download(ranked[0], metric, out)

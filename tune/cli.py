@@ -11,13 +11,9 @@ Parsing and wiring only. `sweep` takes the same base-config options as `covidct 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import sys
 
 from job.cli import add_config_args, config_from_args
 from job.config import TrainConfig
-from job.errors import UserError
 
 
 def add_sweep_args(parser: argparse.ArgumentParser) -> None:
@@ -76,20 +72,3 @@ def _best(args: argparse.Namespace) -> int:
 
     best(args.sweep, metric=args.metric, top=args.top, out=args.out)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m tune ...`: `covidct sweep ...` without the console script (for `ray job submit`)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    parser = argparse.ArgumentParser(prog="python -m tune", description="= covidct sweep")
-    add_sweep_args(parser)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except UserError as e:
-        print(f"covidct: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("covidct: interrupted", file=sys.stderr)
-        return 130

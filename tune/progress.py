@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from ray import tune
 
+from job.metrics import registry
+
 
 class FinishedTrialLines(tune.Callback):
     """Prints a line when a trial finishes (or fails); remembers each trial's best result."""
@@ -20,7 +22,7 @@ class FinishedTrialLines(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         value = result.get(self.metric)
         kept = self.best.get(trial.trial_id)
-        if value is not None and (kept is None or value < kept[self.metric]):
+        if value is not None and registry.is_better(self.metric, value, kept and kept[self.metric]):
             self.best[trial.trial_id] = dict(result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import statistics
 
-from job import storage
+from job import run, storage
+from job.metrics import registry
 from tune import best as results
 from tune.layout import REPORT, REPORT_IMAGES
 
@@ -26,7 +27,7 @@ def write_report(sweep_uri: str, metric: str = "swd", top: int = 3) -> str:
     for r in ranked[:top]:
         epochs = [e for e in r.trial.sample_epochs if r.checkpoint and e <= r.checkpoint.epoch]
         if epochs:
-            source = storage.join(r.trial.run_uri, "samples", f"epoch_{epochs[-1]:04d}.png")
+            source = storage.join(r.trial.run_uri, run.sample_grid(epochs[-1]))
             rel = f"{REPORT_IMAGES}/{r.trial.trial_id}.png"
             storage.write_bytes(storage.join(sweep_uri, rel), storage.read_bytes(source))
             images[r.trial.trial_id] = (rel, epochs[-1])
@@ -37,7 +38,7 @@ def write_report(sweep_uri: str, metric: str = "swd", top: int = 3) -> str:
 
 def render(sweep_uri: str, ranked: list, metric: str, fields: list[str], images: dict, top: int) -> str:
     """The report's markdown (pure: everything it shows is passed in)."""
-    mode = results.MODES[metric]
+    mode = registry.direction(metric)
     lines = [
         f"# Sweep report: {sweep_uri}",
         "",
@@ -79,8 +80,10 @@ def summary(ranked: list, field: str, metric: str) -> str:
     else:
         for v, r in zip(values, measured):
             groups.setdefault(results.fmt(v), []).append(r.value)
-    pick = min if results.MODES[metric] == "min" else max
+    def best_of(scores: list[float]) -> float:
+        return min(scores, key=lambda v: registry.ordering(metric, v))
+
     rows = [f"| {field} | trials | best | median |", "| --- | --- | --- | --- |"]
-    for label, scores in sorted(groups.items(), key=lambda kv: pick(kv[1]) * (1 if pick is min else -1)):
-        rows.append(f"| {label} | {len(scores)} | {pick(scores):.4g} | {statistics.median(scores):.4g} |")
+    for label, scores in sorted(groups.items(), key=lambda kv: registry.ordering(metric, best_of(kv[1]))):
+        rows.append(f"| {label} | {len(scores)} | {best_of(scores):.4g} | {statistics.median(scores):.4g} |")
     return "\n".join(rows)

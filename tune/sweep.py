@@ -12,16 +12,15 @@ running the same command again resumes it from its storage (`Tuner.restore`).
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from job import storage
 from job.config import TrainConfig, override, validate
 from job.errors import ConfigError, UserError
-from job.train import SELECTION_METRIC
+from job.metrics.registry import SELECTION_METRIC, direction
 from tune import layout
 from tune import space as spaces
 
-MODE = "min"  # SWD: lower is better
+MODE = direction(SELECTION_METRIC)  # Tune's mode: "min" or "max", from the metric registry
 SCHEDULERS = ("asha", "pbt")
 KEEP_CHECKPOINTS = 3  # Ray keeps each trial's best few by SWD
 MAX_FAILURES = 2  # a failed trial is retried from its last checkpoint this often
@@ -163,11 +162,6 @@ def check_intervals(configs: list[TrainConfig]) -> None:
             )
 
 
-def absolute(uri: str) -> str:
-    """Trials run in their own working folders: local places must not be relative."""
-    return uri if storage.is_remote(uri) else os.path.abspath(uri)
-
-
 def run_sweep(
     base: TrainConfig,
     *,
@@ -193,8 +187,8 @@ def run_sweep(
     if not name or "/" in name or name != name.strip():
         raise UserError(f"--name {name!r} must be a non-empty name without '/'")
     space = spaces.load_space(space_file) if space_file else None
-    storage_uri = absolute(storage_uri)
-    base = override(base, {"data_dir": absolute(base.data_dir)})
+    storage_uri = storage.absolute(storage_uri)
+    base = override(base, {"data_dir": storage.absolute(base.data_dir)})
     storage.check_reachable(storage_uri)
 
     import ray
@@ -285,14 +279,14 @@ def _cluster_now(trials: int) -> Cluster:
 
 
 def _train_images(config: TrainConfig) -> int:
-    from job.data import load_images
+    from job.training.data import load_images
 
     return load_images(config)[1]
 
 
 def _plan(name, sweep_uri, num_samples, space, configs, cluster, resources, scheduler, grace,
           counts) -> SweepPlan:
-    from job.train import make_plan
+    from job.training.plan import make_plan
 
     kimg = []
     for c in configs:

@@ -14,7 +14,8 @@ import logging
 from ray import tune
 
 from job.config import TrainConfig, override, validate
-from job.train import SELECTION_METRIC, EpochReport, fit
+from job.metrics.registry import SELECTION_METRIC
+from job.training.loop import EpochReport, fit
 from tune.layout import trial_run_uri
 
 

@@ -1,7 +1,7 @@
 """The evaluation report: report.md and report.json beside the PNG figures they show.
 
 Pure Pillow and numpy (no matplotlib): the memorisation histogram is drawn bar by bar. Figures
-holding only generated images are tagged synthetic like every sample (job.samples.save_png);
+holding only generated images are tagged synthetic like every sample (job.images.save_png);
 figures that mix real scans and generated images say in their PNG text which row or column is
 which, so a real scan is never passed off as synthetic nor the reverse. The markdown ends with
 the verdict line, which is also `verdict` in the JSON.
@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-from job import samples
-from job.memorisation import Memorisation
+from job import images
+from job.evaluation.memorisation import Memorisation
 
 COMPARE_COLUMNS = 8  # images per row of the real-vs-synthetic figure
 GRID_IMAGES = 64  # the larger sample grid
@@ -44,7 +44,7 @@ def _save_figure(image: Image.Image, path: pathlib.Path, description: str) -> No
     """A figure that mixes real and generated images (or none): PNG text says what is what."""
     info = PngImagePlugin.PngInfo()
     info.add_text("synthetic", "mixed")
-    info.add_text("generator", samples.GENERATOR_NAME)
+    info.add_text("generator", images.GENERATOR_NAME)
     info.add_text("Comment", description)
     image.save(path, format="PNG", pnginfo=info)
 
@@ -103,7 +103,7 @@ def _pair_pages(memo: Memorisation, indices: np.ndarray, train, generated, folde
                  np.stack([generated[i], train[memo.neighbour[i]]]))
                 for i in indices[start : start + PAIRS_PER_PAGE]]
         name = f"{stem}_{page:03d}.png"
-        _save_figure(samples.side_by_side(rows, label_width=150), folder / name,
+        _save_figure(images.side_by_side(rows, label_width=150), folder / name,
                      "Left image of each row: synthetic (GAN); right: the nearest real training "
                      "scan. Row label: generated index, training index, distance.")
         files.append(name)
@@ -197,10 +197,10 @@ def write(folder: str | pathlib.Path, results: dict, memo: Memorisation, *, trai
     k = min(COMPARE_COLUMNS, len(train), len(generated))
     files = {"real_vs_synthetic": "real_vs_synthetic.png", "samples": "samples.png",
              "histogram": "memorisation_histogram.png"}
-    _save_figure(samples.side_by_side([("real (train)", train[:k]), ("generated", generated[:k])]),
+    _save_figure(images.side_by_side([("real (train)", train[:k]), ("generated", generated[:k])]),
                  folder / files["real_vs_synthetic"],
                  "Top row: real training scans; bottom row: synthetic images from the GAN.")
-    samples.save_png(samples.grid(generated[:GRID_IMAGES]), folder / files["samples"],
+    images.save_png(images.grid(generated[:GRID_IMAGES]), folder / files["samples"],
                      synthetic_tags=tags)
     _save_figure(histogram(memo.distance, memo.reference_distance, memo.threshold),
                  folder / files["histogram"], "Histogram of nearest-training-image distances.")

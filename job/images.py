@@ -1,8 +1,9 @@
-"""Pictures of what the generator draws: sample grids, a progress GIF and real/generated rows.
+"""Pictures of what the generator draws: [-1, 1] <-> uint8, grids, tagged PNGs, GIFs, rows.
 
 Pure Pillow, no display: every function returns a `PIL.Image` or writes a local file (the run
-folder, synced to the run URI by job.storage). Every generated image written here carries PNG
-text chunks saying it is synthetic, with the run and epoch, so it can never pass for a patient scan.
+folder, synced to the run URI by job.storage). Every generated image written here carries the PNG
+tags of `tfds_covidct.covid_ct_synthetic.tags` (synthetic=true, the run, the epoch, the class), so
+it can never pass for a patient scan.
 """
 
 from __future__ import annotations
@@ -12,21 +13,17 @@ import pathlib
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+from PIL import Image, ImageDraw, ImageFont
 
 from job.errors import UserError
+from tfds_covidct.covid_ct_synthetic import tags as png_tags
+from tfds_covidct.errors import DatasetError
 
 GAP_PX = 2
 GAP_VALUE = 255  # white: CT slices have black surroundings, so black gaps would vanish
 
-GENERATOR_NAME = "covidct-gan"
-# Always written and never overridable: the marks that make a file recognisably synthetic.
-# "Comment" is a standard PNG keyword many viewers show.
-REQUIRED_TAGS = {
-    "synthetic": "true",
-    "generator": GENERATOR_NAME,
-    "Comment": "Synthetic image drawn by a GAN (covidct-gan); not a patient scan.",
-}
+GENERATOR_NAME = png_tags.GENERATOR_NAME
+REQUIRED_TAGS = png_tags.REQUIRED_TAGS
 
 
 def to_uint8(images: Any) -> np.ndarray:
@@ -74,27 +71,21 @@ def save_png(
     The required marks (synthetic=true, generator, a Comment) always win: a tag that tries to
     change them is a UserError rather than silently ignored. Parent folders are created.
     """
-    info = PngImagePlugin.PngInfo()
-    for key, value in synthetic_tags.items():
-        if key in REQUIRED_TAGS and str(value) != REQUIRED_TAGS[key]:
-            raise UserError(f"PNG tag {key!r} is fixed to {REQUIRED_TAGS[key]!r}, got {value!r}")
-        if key not in REQUIRED_TAGS:
-            info.add_text(str(key), str(value))
-    for key, value in REQUIRED_TAGS.items():
-        info.add_text(key, value)
+    try:
+        info = png_tags.png_info(synthetic_tags)
+    except DatasetError as error:
+        raise UserError(str(error)) from None
     out = pathlib.Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     image.save(out, format="PNG", pnginfo=info)
 
 
 def read_tags(path: str | pathlib.Path) -> dict[str, str]:
-    """The PNG text chunks of `path` (what `save_png` wrote)."""
+    """The PNG text chunks of `path` (what `save_png` wrote); a UserError if there is no file."""
     try:
-        with Image.open(path) as im:
-            im.load()  # text chunks after the image data are read only when the data is
-            return dict(getattr(im, "text", {}))
-    except FileNotFoundError:
-        raise UserError(f"no such image: {path}") from None
+        return png_tags.read_tags(path)
+    except DatasetError as error:
+        raise UserError(str(error)) from None
 
 
 def progress_gif(

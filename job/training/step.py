@@ -13,9 +13,9 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from job.augment import augment
+from job.training.augment import augment
 from job.config import TrainConfig
-from job.models import build_discriminator, build_generator
+from job.training.models import build_discriminator, build_generator
 
 
 def per_example_losses(loss: str, real_logits: tf.Tensor, fake_logits: tf.Tensor):

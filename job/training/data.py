@@ -8,55 +8,46 @@ epoch's batches are the same whatever the number of replicas, and a run resumed 
 
 from __future__ import annotations
 
-import hashlib
 import os
-import pathlib
-import tempfile
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from job import storage
-from job.augment import AUG_PARAMS
 from job.config import TrainConfig
-from job.errors import UserError
+from job.errors import ConfigError
+from job.training.augment import AUG_PARAMS
 
 DATASET = "covid_ct"
+COVID = "covid"  # the class name the evaluation's classifier treats as positive
 SHUFFLE_SALT = 17  # second word of the per-epoch permutation seed (the first is the epoch seed)
 
 
-def local_data_dir(data_dir: str) -> str:
-    """A local folder holding the dataset: `data_dir` itself, or a staged copy of a gs:// one.
-
-    TensorFlow's own gs:// client ignores STORAGE_EMULATOR_HOST and cannot be tested, so a bucket
-    data_dir is copied to local disk through the storage module once per machine.
-    """
-    if not storage.is_remote(data_dir):
-        return data_dir
-    key = hashlib.sha256(data_dir.encode()).hexdigest()[:16]
-    local = pathlib.Path(tempfile.gettempdir()) / "covidct-data" / key
-    if not (local / ".staged").exists():
-        storage.download_dir(data_dir, str(local))
-        (local / ".staged").write_text(data_dir)
-    return str(local)
-
-
-def load_images(config: TrainConfig, split: str = "train") -> tuple[tf.data.Dataset, int]:
-    """The split's images as uint8 (H, W, 1), cached in memory, and how many there are."""
+def _builder(config: TrainConfig, split: str) -> tfds.core.DatasetBuilder:
+    """The prepared covid_ct builder of the run's data_dir (a verified local copy of a bucket's)."""
     import tfds_covidct.covid_ct.covid_ct_dataset_builder  # noqa: F401  (registers covid_ct)
 
-    local = local_data_dir(config.data_dir)
     name = f"{DATASET}/{config.dataset_config}"
-    builder = tfds.builder(name, data_dir=local)
-    if not os.path.isdir(builder.data_dir) or not builder.info.splits:
-        raise UserError(
-            f"dataset {name} is not prepared in data_dir {config.data_dir!r}; build it first: "
+    try:
+        local = storage.local_copy(config.data_dir)
+    except storage.NotFound:
+        local = None
+    builder = tfds.builder(name, data_dir=str(local)) if local is not None else None
+    if builder is None or not os.path.isdir(builder.data_dir) or not builder.info.splits:
+        raise ConfigError(
+            "data_dir", f"dataset {name} is not prepared in data_dir {config.data_dir!r}; build it first: "
             f"covidct prepare --demo --config {config.dataset_config} --data-dir {config.data_dir} "
             "(or --manual-dir DIR for real scans)"
         )
     if split not in builder.info.splits:
-        raise UserError(f"dataset {name} in {config.data_dir!r} has no split {split!r}")
+        raise ConfigError("data_dir", f"dataset {name} in {config.data_dir!r} has no split {split!r}")
+    return builder
+
+
+def load_images(config: TrainConfig, split: str = "train") -> tuple[tf.data.Dataset, int]:
+    """The split's images as uint8 (H, W, 1), cached in memory, and how many there are."""
+    builder = _builder(config, split)
     count = builder.info.splits[split].num_examples
     ds = builder.as_dataset(split=split, shuffle_files=False, read_config=tfds.ReadConfig(
         shuffle_seed=0, interleave_cycle_length=1))
@@ -146,3 +137,18 @@ def real_sample(images: tf.data.Dataset, n: int) -> np.ndarray:
 def fixed_noise(config: TrainConfig, n: int, salt: int = 0) -> tf.Tensor:
     """The same latent vectors for the whole run: sample grids and metrics compare like for like."""
     return tf.random.stateless_normal([n, config.latent_dim], seed=[config.seed, 7919 + salt])
+
+
+def load_split(config: TrainConfig, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """All images of a split in [-1, 1] as (N, H, W, 1) float32, and is-covid flags (N,) bool
+    (None if the dataset has no label feature with a covid class)."""
+    builder = _builder(config, split)
+    label = builder.info.features["label"] if "label" in builder.info.features.keys() else None
+    names = list(getattr(label, "names", []) or [])
+    images, labels = [], []
+    for example in tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)):
+        images.append(example["image"])
+        if COVID in names:
+            labels.append(example["label"] == names.index(COVID))
+    x = np.stack(images).astype(np.float32) / 127.5 - 1.0
+    return x, (np.asarray(labels, bool) if COVID in names else None)

@@ -5,7 +5,8 @@ callbacks (the CLI's progress line, Ray Tune's reporter) and knows nothing of Ra
 
 Start-up is resume-first: the newest complete checkpoint at the run URI is loaded before anything
 trains, so the same command continues after a crash or a preemption. SIGTERM (what Kubernetes
-sends) saves a checkpoint at the next step boundary and raises `Preempted`.
+sends) saves a checkpoint at the next step boundary and raises `Preempted`; a SIGTERM during an
+epoch's last step finishes that epoch first, so a checkpoint never sits at the end of an epoch.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import pathlib
 import signal
-import tempfile
 import threading
 import time
 from typing import Callable, Iterable
@@ -23,22 +22,18 @@ from typing import Callable, Iterable
 import numpy as np
 import tensorflow as tf
 
-from job import data, metrics, storage
-from job.checkpoint import CheckpointStore, checkpoint_name, restore
+from job import run, storage
+from job.checkpoint import CheckpointStore, restore
 from job.config import TrainConfig, validate
-from job.devices import configure_cpu_replicas, strategy_for
-from job.errors import UserError
-from job.outputs import RunFiles
-from job.step import build_state, make_generate, make_train_step, use_xla
+from job.errors import Preempted, UserError
+from job.metrics import inception, registry
+from job.training import data
+from job.training.devices import configure_cpu_replicas, strategy_for
+from job.training.outputs import RunFiles
+from job.training.plan import make_plan
+from job.training.step import build_state, make_generate, make_train_step
 
 log = logging.getLogger("covidct")
-SELECTION_METRIC = "swd"  # lower is better; tune and `best` select on it too
-
-
-class Preempted(UserError):
-    """SIGTERM: a checkpoint was saved; rerunning the same command resumes."""
-
-    exit_code = 143  # 128 + SIGTERM: the pod fails (and is retried) rather than "succeeds"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,39 +48,6 @@ class EpochReport:
 
 
 Callback = Callable[[EpochReport], None]
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    train_images: int
-    replicas: int
-    steps_per_epoch: int
-    per_replica_batch: int
-    kimg_per_epoch: float
-    total_kimg: float
-    xla: bool
-
-    def describe(self, config: TrainConfig) -> str:
-        return (
-            f"plan: {self.train_images} training images, global batch {config.global_batch_size} "
-            f"({self.per_replica_batch} per replica x {self.replicas} replicas), "
-            f"{self.steps_per_epoch} steps/epoch, {config.epochs} epochs = "
-            f"{self.total_kimg:.1f} kimg, XLA {'on' if self.xla else 'off'}"
-        )
-
-
-def make_plan(config: TrainConfig, train_images: int, replicas: int) -> Plan:
-    """Steps and images for the run; refuses batches the data or batch norm cannot feed."""
-    gb = config.global_batch_size
-    if gb > train_images:
-        raise UserError(
-            f"global_batch_size {gb} is larger than the training set ({train_images} images): "
-            f"no full batch per epoch; use --set global_batch_size={max(2 * replicas, train_images // 4)}"
-        )
-    validate(config, num_replicas=replicas)
-    steps = train_images // gb
-    return Plan(train_images, replicas, steps, gb // replicas, steps * gb / 1000,
-                steps * gb * config.epochs / 1000, use_xla(config, replicas))
 
 
 class _SigtermFlag:
@@ -124,6 +86,10 @@ def fit(
         callbacks: called after every epoch with an `EpochReport`.
         resume_from: a local checkpoint folder to start from instead of the run URI's newest
             (Ray Tune hands trials their checkpoint this way).
+
+    Raises:
+        Preempted: SIGTERM arrived; a checkpoint was saved (exit 143).
+        UserError: bad data, config or storage, or a non-finite loss.
     """
     validate(config)
     configure_cpu_replicas(config.cpu_replicas)
@@ -139,8 +105,7 @@ def fit(
     log.info(plan.describe(config))
 
     files = RunFiles(config)
-    store = CheckpointStore(files.uri, str(files.local), config.keep_checkpoints,
-                            config.storage_retry_seconds)
+    store = CheckpointStore(files.mirror, config.keep_checkpoints)
     state = build_state(config, strategy)
     ckpt = state.checkpoint()
     source = resume_from
@@ -153,6 +118,10 @@ def fit(
         # --set g_lr=..., a PBT trial that was handed a new rate).
         state.g_opt.learning_rate.assign(config.g_lr)
         state.d_opt.learning_rate.assign(config.d_lr)
+    if int(state.step.numpy()) >= plan.steps_per_epoch:
+        # Written by a version that saved after an epoch's last step: that epoch is trained.
+        state.epoch.assign_add(1)
+        state.step.assign(0)
     files.write_config()
     start_epoch = int(state.epoch.numpy())
     files.resume_history(start_epoch)
@@ -162,15 +131,12 @@ def fit(
     train_step = make_train_step(config, state, strategy)
     generate = make_generate(state)
     real = data.real_sample(images, config.metric_num_images)
-    grid_n = 36 if config.height * config.width <= 128 * 128 else 16
-    grid_z = data.fixed_noise(config, grid_n)
+    grid_z = data.fixed_noise(config, 36 if config.height * config.width <= 128 * 128 else 16)
     metric_z = data.fixed_noise(config, config.metric_num_images, salt=1)
-    inception = _inception(config.inception_weights)
+    extractor = inception.extractor(config.inception_weights)
+    selection = registry.SELECTION_METRIC
     best = store.best()
-    best_value = math.inf
-    if best is not None:
-        best_value = next((h[SELECTION_METRIC] for h in files.history()
-                           if h["epoch"] == best.epoch and SELECTION_METRIC in h), math.inf)
+    best_value = best[1] if best is not None else None
     good_epoch = start_epoch
     last = {}
     epoch_seconds = []
@@ -184,18 +150,20 @@ def fit(
             totals, steps = None, 0
             resumed = skip if epoch == start_epoch else 0
             for _ in range(plan.steps_per_epoch - resumed):
+                if sigterm.raised:
+                    step = int(state.step.numpy())
+                    latest = store.latest()
+                    if latest is None or (latest.epoch, latest.step) != (epoch, step):
+                        store.save(ckpt, epoch, step, {"reason": "SIGTERM"})
+                    raise Preempted(
+                        f"SIGTERM: saved a checkpoint after {epoch} epochs and {step} steps in "
+                        f"{store.uri}; run the same command to resume")
                 batch = next(batches)
                 seen = (epoch * plan.steps_per_epoch + resumed + steps) * config.global_batch_size
                 out = train_step(batch, tf.constant(config.ema_beta(seen), tf.float32))
                 totals = out if totals is None else {k: totals[k] + out[k] for k in out}
                 steps += 1
                 state.step.assign_add(1)
-                if sigterm.raised:
-                    store.save(ckpt, epoch, int(state.step.numpy()), {"reason": "SIGTERM"})
-                    raise Preempted(
-                        f"SIGTERM: saved a checkpoint after {epoch} epochs and {int(state.step.numpy())} steps "
-                        f"in {store.uri}; run the same command to resume"
-                    )
             done = epoch + 1
             seconds = time.perf_counter() - t0
             epoch_seconds.append(seconds)
@@ -211,24 +179,26 @@ def fit(
             m["kimg"] = done * plan.kimg_per_epoch
             m["seconds"] = seconds
 
-            if _interval(done, config.metrics_every_epochs, config.epochs):
+            preempted = sigterm.raised  # arrived during the last step: no time for metrics
+            if _interval(done, config.metrics_every_epochs, config.epochs) and not preempted:
                 fake = _generate_all(generate, metric_z)
-                m[SELECTION_METRIC] = metrics.swd(real, fake, seed=config.seed)
-                m["diversity"] = metrics.diversity(fake)
-                if inception is not None:
-                    m.update(metrics.fid_kid(real, fake, inception))
-            if _interval(done, config.sample_every_epochs, config.epochs):
+                m.update(registry.compute(registry.run_metrics(extractor is not None), real, fake,
+                                          seed=config.seed, extractor=extractor))
+            if _interval(done, config.sample_every_epochs, config.epochs) and not preempted:
                 files.save_samples(done, generate(grid_z).numpy())
             files.log_metrics(done, m)
 
             checkpoint_dir = None
-            if _interval(done, config.checkpoint_every_epochs, config.epochs):
+            if preempted or _interval(done, config.checkpoint_every_epochs, config.epochs):
                 checkpoint_dir = str(store.save(ckpt, done, 0, {"metrics": m}))
                 good_epoch = done
-                value = m.get(SELECTION_METRIC)
-                if value is not None and value < best_value:
+                value = m.get(selection)
+                if value is not None and registry.is_better(selection, value, best_value):
                     best_value = value
-                    store.mark_best(checkpoint_name(done, 0), SELECTION_METRIC, value)
+                    store.mark_best(run.checkpoint_name(done, 0), selection, value)
+            if preempted:
+                raise Preempted(f"SIGTERM: saved a checkpoint after {done} epochs in {store.uri}; "
+                                "run the same command to resume")
             eta = np.mean(epoch_seconds[-5:]) * (config.epochs - done)
             log.info(_progress_line(done, config.epochs, m, eta))
             report = EpochReport(done, config.epochs, m, checkpoint_dir, files.uri)
@@ -241,22 +211,9 @@ def fit(
     if last:
         log.info(
             f"done: {config.epochs} epochs, {last['kimg']:.1f} kimg, "
-            f"{SELECTION_METRIC} {last.get(SELECTION_METRIC, float('nan')):.2f}, outputs in {files.uri}"
+            f"{selection} {last.get(selection, float('nan')):.2f}, outputs in {files.uri}"
         )
     return last
-
-
-def _inception(weights: str):
-    """The FID/KID feature extractor, or None; a gs:// weights file is staged locally first."""
-    if not weights:
-        return None
-    if storage.is_remote(weights):
-        local = pathlib.Path(tempfile.gettempdir()) / "covidct-weights" / weights.rsplit("/", 1)[-1]
-        if not local.exists():
-            local.parent.mkdir(parents=True, exist_ok=True)
-            local.write_bytes(storage.read_bytes(weights))
-        weights = str(local)
-    return metrics.InceptionFeatures(weights)
 
 
 def _generate_all(generate, z: tf.Tensor, batch: int = 64) -> np.ndarray:
@@ -265,6 +222,8 @@ def _generate_all(generate, z: tf.Tensor, batch: int = 64) -> np.ndarray:
 
 def _progress_line(epoch: int, epochs: int, m: dict, eta_seconds: float) -> str:
     quality = f" | swd {m['swd']:.2f}" if "swd" in m else ""
+    if "intensity_w1" in m:
+        quality += f" | intensity {m['intensity_w1']:.3f}"
     return (
         f"epoch {epoch}/{epochs} | {m['images_per_second']:.1f} img/s | {m['kimg']:.2f} kimg | "
         f"g {m['g_loss']:.3f} d {m['d_loss']:.3f} D(real) acc {m['d_real_acc']:.2f}{quality} | "

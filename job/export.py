@@ -1,12 +1,12 @@
 """Export a run's synthetic scans: near-copies dropped, as tagged PNGs and as the TFDS dataset
-`covid_ct_synthetic`, with a model card beside it.
+`covid_ct_synthetic` (tfds_covidct/covid_ct_synthetic/), with a model card beside it.
 
     covidct generate --run runs/demo --n 1000 --out out/synthetic --drop-copies --tfds data/tfds
     # then: tfds.load("covid_ct_synthetic/64", data_dir="data/tfds", split="train")
 
 The dataset has the real `covid_ct` dataset's configs and features (image, label, source,
 file_name), so the two can be mixed with tf.data for augmentation research. Its builder reads
-only PNGs that `save_png` tagged synthetic, so a real scan cannot slip into it. The generator is
+only PNGs tagged synthetic, so a real scan cannot slip into it. The generator is
 unconditional: `label` is what a small classifier trained on the real training split calls the
 image (or the training split's only class), and the PNG's `covid_probability` tag keeps its score.
 """
@@ -15,84 +15,40 @@ from __future__ import annotations
 
 import logging
 import pathlib
-import tempfile
 from typing import Any
 
 import numpy as np
-import tensorflow_datasets as tfds
 
-from job import evaluate, memorisation, samples, storage
+from job import images, storage
 from job.errors import UserError
-from tfds_covidct.covid_ct.resolutions import RESOLUTIONS
+from job.evaluation import classifier, memorisation, quality
+from job.training import data
+from tfds_covidct.covid_ct_synthetic import covid_ct_synthetic_dataset_builder as synthetic_builder
+from tfds_covidct.covid_ct_synthetic.tags import LABELS
+from tfds_covidct.errors import DatasetError
 
 log = logging.getLogger("covidct")
 
-NAME = "covid_ct_synthetic"
-LABELS = ("covid", "non_covid")  # the real covid_ct label names, in the same order
+NAME = synthetic_builder.NAME
 MODEL_CARD = "MODEL_CARD.md"
 
 
-class CovidCtSynthetic(tfds.core.GeneratorBasedBuilder):
-    """GAN-drawn CT slices from a folder of synthetic-tagged PNGs (the manual dir)."""
-
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Synthetic slices exported by `covidct generate --tfds`."}
-    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=name, description=f"{h}x{w} synthetic slices")
-                       for name, (h, w) in RESOLUTIONS.items()]
-    MANUAL_DOWNLOAD_INSTRUCTIONS = "A folder of synthetic PNGs written by `covidct generate`."
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        h, w = RESOLUTIONS[self.builder_config.name]
-        return self.dataset_info_from_configs(
-            description="SYNTHETIC CT slices drawn by a GAN (covidct-gan); not patient scans. "
-                        "For augmentation research, not diagnosis. See MODEL_CARD.md.",
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(h, w, 1)),
-                "label": tfds.features.ClassLabel(names=list(LABELS)),
-                "source": tfds.features.Text(),
-                "file_name": tfds.features.Text(),
-            }),
-            supervised_keys=("image", "label"),
-        )
-
-    def _split_generators(self, dl_manager):
-        return {"train": self._generate_examples(pathlib.Path(dl_manager.manual_dir))}
-
-    def _generate_examples(self, folder: pathlib.Path):
-        paths = sorted(folder.glob("synthetic_*.png"))
-        if not paths:
-            raise UserError(f"{folder}: no synthetic_*.png files to build {NAME} from")
-        for path in paths:
-            tags = samples.read_tags(path)
-            if tags.get("synthetic") != "true" or tags.get("label") not in LABELS:
-                raise UserError(f"{path} is not a labelled synthetic image (its PNG tags say "
-                                f"synthetic={tags.get('synthetic')!r}, label={tags.get('label')!r})")
-            yield path.name, {"image": path, "label": tags["label"],
-                              "source": tags.get("source", "synthetic"), "file_name": path.name}
-
-
-def build(png_dir: str | pathlib.Path, data_dir: str, config_name: str) -> tfds.core.DatasetBuilder:
+def build(png_dir: str | pathlib.Path, data_dir: str, config_name: str) -> None:
     """Build `covid_ct_synthetic/<config_name>` from `png_dir` into `data_dir` (folder or gs://)."""
-    if config_name not in RESOLUTIONS:
-        raise UserError(f"no {NAME} config {config_name!r}; one of {sorted(RESOLUTIONS)}")
-    local = data_dir
-    if storage.is_remote(data_dir):
-        local = tempfile.mkdtemp(prefix="covidct-synthetic-")
-    builder = CovidCtSynthetic(config=config_name, data_dir=local)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(png_dir)))
-    if storage.is_remote(data_dir):
-        storage.upload_dir(local, data_dir)
-    return builder
+    with storage.staged_output(data_dir) as local:
+        try:
+            synthetic_builder.build(png_dir, local, config_name)
+        except DatasetError as error:
+            raise UserError(str(error)) from None
 
 
 def pseudo_labels(train, train_covid, generated, *, seed: int = 0) -> np.ndarray:
     """P(covid) for each generated image: a classifier's score, or 1/0 for a one-class dataset."""
     if train_covid is None:
         raise UserError(f"{NAME} needs the real dataset's covid/non_covid labels")
-    if evaluate.has_both_classes(train_covid):
-        model = evaluate.train_classifier(train, train_covid, seed=seed)
-        return evaluate.covid_probability(model, generated)
+    if classifier.has_both_classes(train_covid):
+        model = classifier.train_classifier(train, train_covid, seed=seed)
+        return classifier.covid_probability(model, generated)
     return np.full(len(generated), float(train_covid[0]))
 
 
@@ -100,7 +56,7 @@ def write_pngs(folder: pathlib.Path, images, indices, covid_p, tags: dict[str, s
     """One tagged PNG per kept image; the file name keeps its index among all generated ones."""
     for image, index, p in zip(images, indices, covid_p):
         label = LABELS[0] if p > 0.5 else LABELS[1]
-        samples.save_png(samples.grid(image[None], cols=1), folder / f"synthetic_{index:05d}.png",
+        images.save_png(images.grid(image[None], cols=1), folder / f"synthetic_{index:05d}.png",
                          synthetic_tags={**tags, "index": str(index), "label": label,
                                          "covid_probability": f"{p:.4f}"})
 
@@ -170,8 +126,8 @@ def export(
     if n < 2:
         raise UserError(f"--n must be at least 2, got {n}")
     generator, config, epoch = load_generator(run_uri, checkpoint)
-    train, train_covid = evaluate.load_split(config, "train")
-    holdout, _ = evaluate.load_split(config, "test")
+    train, train_covid = data.load_split(config, "train")
+    holdout, _ = data.load_split(config, "test")
     generated = generate_images(generator, config, n, seed)
     memo = memorisation.check(generated, train, holdout)
     keep = np.flatnonzero(~memo.flagged) if drop_copies else np.arange(n)
@@ -188,14 +144,14 @@ def export(
         "train": len(train), "holdout": len(holdout), "generated": n, "kept": len(keep),
         "drop_copies": drop_copies, "covid_share": float(np.mean(covid_p > 0.5)),
         "train_covid_share": float(np.mean(train_covid)) if train_covid is not None else float("nan"),
-        "quality": evaluate.quality(train, holdout, kept, seed=seed),
-        "diversity": evaluate.diversity(train, kept) if len(kept) > 1 else {"diversity_ratio": float("nan")},
+        "quality": quality.quality(train, holdout, kept, seed=seed),
+        "diversity": quality.diversity(train, kept) if len(kept) > 1 else {"diversity_ratio": float("nan")},
         "memorisation": memo.summary(),
     }
     tags = {"run": run_uri, "epoch": str(epoch), "checkpoint": checkpoint, "seed": str(seed),
             "source": f"synthetic:{run_uri}@epoch{epoch}"}
     card = model_card(info)
-    with evaluate.staged_output(out) as folder:
+    with storage.staged_output(out) as folder:
         write_pngs(folder, kept, keep, covid_p, tags)
         (folder / MODEL_CARD).write_text(card)
         if tfds_data_dir:

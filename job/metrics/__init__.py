@@ -1,0 +1,25 @@
+"""Quality metrics for generated CT slices: GAN losses say little about quality, these measure it.
+
+One module per metric family (`sliced_wasserstein` for SWD, `intensity`, `inception` for FID/KID, `collapse` for diversity) and a
+`registry` that knows each metric's direction. Every function takes image batches in [-1, 1] of
+shape (N, H, W, 1) as numpy arrays and returns plain floats. The public functions are re-exported
+here, so `from job import metrics; metrics.swd(real, fake)` reads as the method's name.
+"""
+
+from job.metrics.collapse import d_accuracy_real, diversity
+from job.metrics.inception import (
+    InceptionFeatures,
+    fid_from_features,
+    fid_kid,
+    frechet_distance,
+    kid,
+)
+from job.metrics.intensity import intensity_w1
+from job.metrics.registry import METRICS, SELECTION_METRIC, compute, direction, is_better
+from job.metrics.sliced_wasserstein import swd, swd_level_shapes, swd_levels
+
+__all__ = [
+    "InceptionFeatures", "METRICS", "SELECTION_METRIC", "compute", "d_accuracy_real", "direction",
+    "diversity", "fid_from_features", "fid_kid", "frechet_distance", "intensity_w1", "is_better",
+    "kid", "swd", "swd_level_shapes", "swd_levels",
+]

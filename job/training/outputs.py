@@ -1,0 +1,82 @@
+"""The run folder's files other than checkpoints: config.json, metrics.jsonl, TensorBoard events,
+sample grids, the progress GIF and the exported generator.
+
+Files are written in the run's local working folder (`storage.Mirror`) and pushed to the run URI
+as they change; their names come from `job.run`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from job import images, run, storage
+from job.config import TrainConfig
+
+
+class RunFiles:
+    """Writes one run's outputs locally and mirrors them to the run URI."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.uri = config.resolved_run_uri
+        self.mirror = storage.Mirror(self.uri, config.storage_retry_seconds)
+        self._writer = None
+
+    def write_config(self) -> None:
+        text = json.dumps(self.config.to_dict(), indent=1, sort_keys=True)
+        self.mirror.path(run.CONFIG).write_text(text)
+        self.mirror.push(run.CONFIG)
+
+    def resume_history(self, epoch: int) -> None:
+        """Bring metrics and samples of the first `epoch` epochs back; drop lines past them.
+
+        After a kill -9, metrics.jsonl may hold epochs newer than the checkpoint; those epochs are
+        trained again, so their old lines would be duplicates.
+        """
+        self.mirror.pull(run.SAMPLES)
+        self.mirror.pull(run.METRICS)
+        path = self.mirror.path(run.METRICS)
+        if path.exists():
+            kept = [m for m in run.parse_metrics(path.read_text()) if m["epoch"] <= epoch]
+            path.write_text("".join(json.dumps(m) + "\n" for m in kept))
+            self.mirror.push(run.METRICS)
+
+    def log_metrics(self, epoch: int, metrics: dict) -> None:
+        """One JSON line per epoch plus TensorBoard scalars."""
+        clean = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in metrics.items()}
+        with open(self.mirror.path(run.METRICS), "a") as f:
+            f.write(json.dumps({"epoch": epoch, **clean}) + "\n")
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.mirror.path(run.EVENTS)))
+        with self._writer.as_default(step=epoch):
+            for k, v in clean.items():
+                if isinstance(v, float) and math.isfinite(v):
+                    tf.summary.scalar(k, v)
+        self._writer.flush()
+        self.mirror.push(run.METRICS)
+        self.mirror.push(run.EVENTS)
+
+    def save_samples(self, epoch: int, grid_images: np.ndarray) -> str:
+        """The fixed-noise grid for `epoch`, and the progress GIF of every grid so far."""
+        rel = run.sample_grid(epoch)
+        tags = {"run": self.uri, "epoch": str(epoch)}
+        images.save_png(images.grid(grid_images), self.mirror.path(rel), synthetic_tags=tags)
+        listing = run.parse_listing(
+            f"{run.SAMPLES}/{p.name}" for p in self.mirror.path(run.SAMPLES).iterdir())
+        grids = [self.mirror.path(run.sample_grid(e)) for e in listing.sample_epochs]
+        images.progress_gif(grids, self.mirror.path(run.PROGRESS_GIF))
+        self.mirror.push(rel)
+        self.mirror.push(run.PROGRESS_GIF)
+        return rel
+
+    def export(self, generator: tf.keras.Model) -> None:
+        generator.save(self.mirror.path(run.EXPORT))
+        self.mirror.push(run.EXPORT)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()

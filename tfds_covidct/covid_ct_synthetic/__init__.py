@@ -1,0 +1,1 @@
+"""The `covid_ct_synthetic` TFDS dataset: GAN-drawn slices exported by `covidct generate --tfds`."""
