@@ -63,7 +63,8 @@ def build(config: str, data_dir: str, manual_dir: str | None = None, demo: bool 
     """Builds covid_ct/<config> into the local folder `data_dir`.
 
     Args:
-      config: a builder config name (a key of RESOLUTIONS: "28", "64", "128", "256", "336x504").
+      config: a builder config name (a key of RESOLUTIONS: "28", "64", "128", "256", "336x504",
+        or the lung-field framing of each, "28-lungs" ... "336x504-lungs").
       data_dir: a local folder (TFDS layout: <data_dir>/covid_ct/<config>/<version>/).
       manual_dir: the folder with the downloaded scans (see the covid_ct README).
       demo: build from synthetic phantoms instead (no manual_dir).

@@ -21,7 +21,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from tfds_covidct.covid_ct import audit, pipeline, sources
-from tfds_covidct.covid_ct.resolutions import RESOLUTIONS
+from tfds_covidct.covid_ct.resolutions import RESOLUTIONS, framing_of
 from tfds_covidct.errors import DatasetError
 
 AUDIT_DIR = "audit"
@@ -33,8 +33,11 @@ public COVID-CT dataset (UCSD-AI4H; the Kaggle "covidct" archive) and the CT ima
 covid-chestxray-dataset, or from synthetic phantoms (`source` = "synthetic_phantom") for demos.
 Every image is decoded by content, turned to 8-bit grayscale, cropped to the body (text, arrows,
 frames, neighbouring panels and x-ray insets left out), stripped of coloured marks, normalised
-per image, padded to the config's aspect ratio and resized with antialiasing. Exact and near
-duplicates across sources are removed. `test` is a fixed ~10% chosen by content hash.
+per image, padded to the config's aspect ratio and resized with antialiasing. `<size>` configs crop
+the body, `<size>-lungs` configs the lung field. Exact and near duplicates (re-cropped, rescaled,
+re-encoded copies) across sources and labels are grouped and kept once. `test` is ~10% of the
+patient/paper groups (joined through near-duplicate families), chosen by a hash of the group key:
+no patient, paper or copy of a scan is on both sides.
 An audit (CSV/JSON, one row per input file, and a contact sheet) is written to `audit/` in the
 dataset folder.
 """
@@ -42,22 +45,33 @@ dataset folder.
 
 @dataclasses.dataclass
 class CovidCtConfig(tfds.core.BuilderConfig):
-    """One output size: `height` x `width` pixels."""
+    """One output size, `height` x `width` pixels, and one framing: "body" or "lungs"."""
 
     height: int = 64
     width: int = 64
+    framing: str = "body"
 
 
 def _configs() -> list[CovidCtConfig]:
-    return [CovidCtConfig(name=name, height=h, width=w, description=f"{h}x{w} (height x width) grayscale")
+    return [CovidCtConfig(name=name, height=h, width=w, framing=framing_of(name),
+                          description=f"{h}x{w} (height x width) grayscale, {framing_of(name)} crop")
             for name, (h, w) in RESOLUTIONS.items()]
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
     """DatasetBuilder for covid_ct."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "2.0.0": ("Splits held out by patient/paper group (NonCOVID-CT-MetaInfo patient, "
+                  "chest-x-ray patientid, COVID-CT paper prefix, sub-folder series), near-duplicate "
+                  "families joined into one group; near duplicates found across re-crops, rescales, "
+                  "re-encodes and shifts (aligned detail correlation); EXIF orientation applied "
+                  "first; high bit depths windowed by 0.5/99.5 percentiles; no_scan_content "
+                  "rejections; JPEGs missing only their end marker kept; `<size>-lungs` configs "
+                  "(lung-field crop); features `group`. Splits differ from 1.0.0."),
+    }
     BUILDER_CONFIGS = _configs()
     DEFAULT_BUILDER_CONFIG_NAME = "64"
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
@@ -89,6 +103,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 "file_name": tfds.features.Text(),
                 "original_height": np.int32,
                 "original_width": np.int32,
+                "group": tfds.features.Text(),  # the joined patient/paper group (audit split_group)
             }),
             supervised_keys=("image", "label"),
             homepage="https://github.com/UCSD-AI4H/COVID-CT",
@@ -110,10 +125,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             for f in found:
                 logger.info("%s", f.describe())
             plan = pipeline.plan(manual_dir, size, spool, workers=self._workers, found=found,
-                                 logger=logger)
+                                 logger=logger, framing=self.builder_config.framing)
             summary = audit.summarise(plan.records)
             logger.info("%s", audit.summary_line(summary))
             header = {"dataset": name, "version": str(self.version), "size": list(size),
+                      "framing": self.builder_config.framing,
                       "synthetic": logger.synthetic, "manual_dir": manual_dir,
                       "title": f"{name}{' SYNTHETIC DEMO' if logger.synthetic else ''}"}
             # A local folder: this package builds locally (job.prepare uploads to buckets).
@@ -141,6 +157,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     "file_name": record.file_name,
                     "original_height": record.height,
                     "original_width": record.width,
+                    "group": record.split_group,
                 }
         finally:
             done.split_finished()

@@ -1,14 +1,21 @@
 """manual_dir -> the plan of a build: every input's audit record, the kept scans and their split.
 
 Files are decoded and cleaned in a process pool (streamed: each worker writes its cleaned image to
-a spool folder and returns a small record), then de-duplicated across sources, then split. The
-split is a function of the kept file's sha256 alone, so a rebuild never moves a scan.
+a spool folder and returns a small record), then de-duplicated across sources, then split.
+
+The split is held out by group: every scan has a group key from its source's metadata (patient,
+paper, series); groups that share a near-duplicate family are joined (union-find), and the joined
+group's name (the smallest key in it) alone decides its split: `test` when the first 8 hex digits
+of sha256(name) mod 100 < TEST_PERCENT. So a rebuild never moves a scan, adding scans never moves
+an existing group (unless a new scan joins two groups), and no patient, paper or copy of a scan is
+on both sides.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -39,13 +46,18 @@ class Plan:
 
 
 def split_of(sha256: str) -> str:
-    """'test' for about TEST_PERCENT % of files, chosen by content alone."""
+    """'test' for about TEST_PERCENT % of hex digests (sha256 of a group's name)."""
     return "test" if int(sha256[:8], 16) % 100 < TEST_PERCENT else "train"
+
+
+def split_of_group(group: str) -> str:
+    """The split of a group key: a function of the key alone (stable across builds and additions)."""
+    return split_of(hashlib.sha256(group.encode("utf-8")).hexdigest())
 
 
 def plan(manual_dir: str | None, size: tuple[int, int], spool: str, workers: int | None = None,
          found: list[sources.Found] | None = None,
-         logger: logging.Logger | logging.LoggerAdapter = log) -> Plan:
+         logger: logging.Logger | logging.LoggerAdapter = log, framing: str = "body") -> Plan:
     """Finds, reads, cleans and de-duplicates every input of `manual_dir` for images of `size`.
 
     `found` is the result of `sources.discover` when the caller already has it.
@@ -60,7 +72,7 @@ def plan(manual_dir: str | None, size: tuple[int, int], spool: str, workers: int
     items = [f for src in found for f in src.files]
     logger.info("%d input files from %d source(s); %d curation rule(s)", len(items), len(found), len(rules))
     records = []
-    for i, record in enumerate(_process_all(items, size, rules, spool, workers), start=1):
+    for i, record in enumerate(_process_all(items, size, rules, spool, workers, framing), start=1):
         records.append(record)
         if i % 200 == 0:
             logger.info("processed %d/%d files", i, len(items))
@@ -68,27 +80,29 @@ def plan(manual_dir: str | None, size: tuple[int, int], spool: str, workers: int
     return Plan(records, found)
 
 
-def _process_all(items, size, rules, spool, workers) -> Iterator[Record]:
+def _process_all(items, size, rules, spool, workers, framing) -> Iterator[Record]:
     workers = workers if workers is not None else len(os.sched_getaffinity(0))
     ids = [f.display for f in items]
     if workers <= 1 or len(items) < POOL_MIN_FILES:
         for item, record_id in zip(items, ids):
-            yield process(item, record_id, size, rules, spool)
+            yield process(item, record_id, size, rules, spool, framing)
         return
     # spawn, not fork: the parent has TensorFlow's threads running.
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
         n = len(items)
-        yield from pool.map(process, items, ids, [size] * n, [rules] * n, [spool] * n, chunksize=4)
+        yield from pool.map(process, items, ids, [size] * n, [rules] * n, [spool] * n,
+                            [framing] * n, chunksize=4)
 
 
 def _signature(record: Record) -> np.ndarray:
-    side = dedupe.SIGNATURE_SIDE
+    side = dedupe.THUMB_SIDE
     return np.frombuffer(bytes.fromhex(record.signature), np.uint8).reshape(side, side)
 
 
 def resolve(records: list[Record]) -> None:
-    """Decides duplicates and splits in place: after it every record is kept, duplicate or rejected."""
+    """Decides duplicates, families and splits in place: after it every record is kept,
+    duplicate or rejected, and every kept one has a split drawn for its (joined) group."""
     usable = [r for r in records if not r.decision]
     candidates = [dedupe.Candidate(r.id, r.sha256, _signature(r), r.width * r.height) for r in usable]
     by_id = {r.id: r for r in usable}
@@ -97,6 +111,9 @@ def resolve(records: list[Record]) -> None:
         groups.setdefault(dup.of, []).append((by_id[dup.id], dup))
     for keeper_id, copies in groups.items():
         keeper = by_id[keeper_id]
+        keeper.family = keeper.id
+        for r, _ in copies:
+            r.family = keeper.id
         labels = {keeper.label} | {r.label for r, _ in copies}
         if len(labels) > 1:
             for r in [keeper] + [r for r, _ in copies]:
@@ -107,7 +124,40 @@ def resolve(records: list[Record]) -> None:
         for r, dup in copies:
             r.decision, r.duplicate_of = "duplicate", dup.of
             r.reason = f"{dup.kind}_duplicate"
-            r.detail = "same bytes" if dup.kind == "exact" else f"perceptual hash {dup.bits} bits apart"
-    for r in usable:
-        if not r.decision:
-            r.decision, r.split = "kept", split_of(r.sha256)
+            r.detail = ("same bytes" if dup.kind == "exact" else
+                        f"detail correlation {dup.correlation:.3f} with {dup.via} after aligning "
+                        f"crops {dup.crop}")
+    _assign_splits(records)
+
+
+def _assign_splits(records: list[Record]) -> None:
+    """Joins the groups of every family (union-find over group keys) and draws one split per
+    joined group; every record that has a group gets its split_group, the kept ones a split."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        parent.setdefault(key, key)
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    def join(a: str, b: str) -> None:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)  # the smallest key names the joined group
+
+    for r in records:
+        r.group = r.group or f"file:{r.file_name}"
+        root(r.group)
+    family_groups: dict[str, str] = {}
+    for r in records:
+        if r.family:
+            if r.family in family_groups:
+                join(family_groups[r.family], r.group)
+            else:
+                family_groups[r.family] = r.group
+    for r in records:
+        r.split_group = root(r.group)
+        if r.decision in ("", "kept"):
+            r.decision, r.split = "kept", split_of_group(r.split_group)

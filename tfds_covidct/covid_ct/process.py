@@ -38,11 +38,16 @@ class Record:
     decision: str = ""  # kept | duplicate | rejected
     reason: str = ""  # why rejected or duplicate (a short code)
     detail: str = ""  # the human-readable why
-    box: str = ""  # the crop "x0,y0,x1,y1" in the original image
-    notes: str = ""  # what cleaning did beyond the usual (colour marks, upscaling, ...)
-    duplicate_of: str = ""
+    box: str = ""  # the crop "x0,y0,x1,y1" in the original (upright) image, of this config's framing
+    body_box: str = ""  # the body crop "x0,y0,x1,y1" (framing "body")
+    lung_box: str = ""  # the lung-field crop "x0,y0,x1,y1" (framing "lungs"), empty if none found
+    notes: str = ""  # what decoding and cleaning did beyond the usual (EXIF turn, window, marks...)
+    duplicate_of: str = ""  # the family's keeper
+    family: str = ""  # the keeper's id for every member of a near-duplicate family (size > 1)
+    group: str = ""  # the source's patient/paper/series key (see sources.InputFile.group)
+    split_group: str = ""  # the group the split was drawn for: groups joined through families
     split: str = ""
-    signature: str = ""  # hex of the 32x32 de-duplication signature of the crop
+    signature: str = ""  # hex of the 64x64 de-duplication thumbnail of the frame (dedupe.thumbnail)
     image: str = ""  # spool: the cleaned image (PNG)
     before: str = ""  # spool: thumbnail of the input with the crop box drawn
     after: str = ""  # spool: thumbnail of the cleaned image
@@ -53,9 +58,11 @@ class Record:
 
 
 def process(item: InputFile, record_id: str, size: tuple[int, int], curation: Curation,
-            spool: str) -> Record:
-    """Reads, decodes and cleans one file. Never raises for a bad file: it returns a rejection."""
-    record = Record(id=record_id, source=item.source, label=item.label, file_name=item.file_name)
+            spool: str, framing: str = "body") -> Record:
+    """Reads, decodes and cleans one file to (height, width) = `size` in `framing` ("body" or
+    "lungs"). Never raises for a bad file: it returns a rejection record."""
+    record = Record(id=record_id, source=item.source, label=item.label, file_name=item.file_name,
+                    group=item.group)
     # Spool files are named by the input, not its content: two copies may be curated differently.
     stem = pathlib.Path(spool) / hashlib.sha256(record_id.encode()).hexdigest()[:32]
     if item.skip:
@@ -78,36 +85,55 @@ def process(item: InputFile, record_id: str, size: tuple[int, int], curation: Cu
         return record.reject(e.reason, e.detail)
     record.format, record.mode = decoded.format, decoded.mode
     record.width, record.height = decoded.width, decoded.height
+    decode_notes = list(decoded.notes)
     if rule is not None and rule.action == "exclude":
         record.before = _thumb(decoded.gray, None, f"{stem}.before.png")
         return record.reject("curated_exclude", f"{rule.reason} ({rule.origin})")
+    contrast = cleaning.coarse_contrast(decoded.gray)
+    if contrast < cleaning.MIN_COARSE_CONTRAST:
+        record.notes = ";".join(decode_notes)
+        record.before = _thumb(decoded.gray, None, f"{stem}.before.png")
+        return record.reject("no_scan_content", (
+            f"coarse contrast {contrast:.1f} grey levels (std of the 32x32 block means) is under "
+            f"{cleaning.MIN_COARSE_CONTRAST:g}: a flat, blank or noise-only image"))
     try:
         cleaned = cleaning.clean(decoded.gray, decoded.colour_mask, size,
-                                 box=rule.box if rule is not None else None)
+                                 box=rule.box if rule is not None else None, framing=framing)
     except cleaning.TooSmallError as e:
         record.before = _thumb(decoded.gray, None, f"{stem}.before.png")
         return record.reject("too_small", str(e))
     except ValueError as e:  # a curated box outside the image
         record.before = _thumb(decoded.gray, None, f"{stem}.before.png")
         return record.reject("bad_curated_box", f"{e} ({rule.origin if rule else ''})")
-    record.box = ",".join(str(v) for v in cleaned.box)
-    record.notes = ";".join(cleaned.notes + ((f"curated: {rule.reason}",) if rule else ()))
-    x0, y0, x1, y1 = cleaned.box
-    record.signature = dedupe.signature(decoded.gray[y0:y1, x0:x1]).tobytes().hex()
+    record.box = _box_text(cleaned.box)
+    record.body_box = _box_text(cleaned.body_box)
+    record.lung_box = _box_text(cleaned.lung_box)
+    record.notes = ";".join(decode_notes + list(cleaned.notes)
+                            + ([f"curated: {rule.reason}"] if rule else []))
+    # De-duplication looks at the frame (flat borders trimmed), not at the crop: a re-cropped copy
+    # moves the body box, never the scan's own pixels.
+    x0, y0, x1, y1 = cleaning.trim_uniform_borders(decoded.gray)
+    record.signature = dedupe.thumbnail(decoded.gray[y0:y1, x0:x1]).tobytes().hex()
     record.image = f"{stem}.png"
     Image.fromarray(cleaned.image).save(record.image, compress_level=1)
-    record.before = _thumb(decoded.gray, cleaned.box, f"{stem}.before.png")
+    record.before = _thumb(decoded.gray, cleaned.body_box or cleaned.box, f"{stem}.before.png",
+                           lungs=cleaned.lung_box)
     record.after = _thumb(cleaned.image, None, f"{stem}.after.png")
     return record
 
 
-def _thumb(gray: np.ndarray, box: tuple[int, int, int, int] | None, path: str) -> str:
-    """A small RGB picture for the contact sheet; the crop box is drawn in red."""
+def _box_text(box: tuple[int, int, int, int] | None) -> str:
+    return ",".join(str(v) for v in box) if box is not None else ""
+
+
+def _thumb(gray: np.ndarray, box: tuple[int, int, int, int] | None, path: str,
+           lungs: tuple[int, int, int, int] | None = None) -> str:
+    """A small RGB picture for the contact sheet: the body box in red, the lung box in green."""
     image = Image.fromarray(gray).convert("RGB")
-    if box is not None:
-        width = max(1, round(max(image.size) / THUMB))
-        ImageDraw.Draw(image).rectangle((box[0], box[1], box[2] - 1, box[3] - 1),
-                                        outline=(255, 40, 40), width=width)
+    width = max(1, round(max(image.size) / THUMB))
+    for b, colour in ((box, (255, 40, 40)), (lungs, (40, 230, 40))):
+        if b is not None:
+            ImageDraw.Draw(image).rectangle((b[0], b[1], b[2] - 1, b[3] - 1), outline=colour, width=width)
     scale = THUMB / max(image.size)  # small outputs (28x28) are enlarged to be seen
     image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                          Image.NEAREST if scale > 1 else Image.BILINEAR)

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import pathlib
 import posixpath
+import re
 import zipfile
 
 from tfds_covidct.errors import DatasetError
@@ -29,7 +31,13 @@ COVIDCT_FOLDERS = {"ct_covid": "covid", "ct_noncovid": "non_covid"}
 SYNTHETIC_MARKER = "SYNTHETIC_PHANTOMS.json"
 SYNTHETIC_SOURCE = "synthetic_phantom"
 MAX_FILE_BYTES = 64 * 1024 * 1024  # no CT figure is this big; larger files are refused unread
-SKIPPED_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", "metadata.csv", SYNTHETIC_MARKER}
+NONCOVID_METADATA = "NonCOVID-CT-MetaInfo.csv"
+SHIPPED_NONCOVID_PATIENTS = pathlib.Path(__file__).with_name("noncovid_patients.csv")
+SKIPPED_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", "metadata.csv", SYNTHETIC_MARKER,
+                 NONCOVID_METADATA}
+# COVID-CT's COVID images are paper figures named <paper>-p<page>-<figure>%<panel> (or
+# <paper>_<n>%<panel> for the Lancet ones): every panel of one paper may show one patient.
+_PAPER_PAGE = re.compile(r"^(?P<paper>.+?)-p\d+-")
 
 @dataclasses.dataclass(frozen=True)
 class InputFile:
@@ -46,6 +54,9 @@ class InputFile:
     display: str = ""  # source-relative name for the audit and logs
     skip: str | None = None
     skip_detail: str = ""
+    # Who or what the scan shows, from the source's metadata: scans of one group never straddle
+    # the train/test split. "patient:<id>", "paper:<prefix>", "series:<folder>" or "file:<name>".
+    group: str = ""
 
     @property
     def file_name(self) -> str:
@@ -120,8 +131,11 @@ def _found_in(folder: pathlib.Path, root: pathlib.Path) -> list[Found]:
     covidct = [p for p in sorted(folder.iterdir()) if p.is_dir() and p.name.lower() in COVIDCT_FOLDERS]
     if covidct:
         files = []
+        patients = noncovid_patients(root)
         for sub in covidct:
-            files.extend(_folder_files(sub, "covid-ct", COVIDCT_FOLDERS[sub.name.lower()], root))
+            label = COVIDCT_FOLDERS[sub.name.lower()]
+            files.extend(dataclasses.replace(f, group=covidct_group(f.file_name, label, patients))
+                         for f in _folder_files(sub, "covid-ct", label, root))
         found.append(Found("covid-ct", str(folder), tuple(files)))
     for archive in sorted(folder.glob("*.zip")):
         files = zip_files(archive, root)
@@ -134,7 +148,11 @@ def _found_in(folder: pathlib.Path, root: pathlib.Path) -> list[Found]:
     if labelled:
         files = []
         for sub in labelled:
-            files.extend(_folder_files(sub, "folder", sub.name, root))
+            for f in _folder_files(sub, "folder", sub.name, root):
+                inner = pathlib.Path(f.path).relative_to(sub).parts
+                # covid/<patient or series>/<slice>.png: the sub-folder is the group.
+                group = f"series:{sub.name}/{inner[0]}" if len(inner) > 1 else f"file:{f.file_name}"
+                files.append(dataclasses.replace(f, group=group))
         found.append(Found("folder", str(folder), tuple(files)))
     return found
 
@@ -145,7 +163,8 @@ def _folder_files(sub: pathlib.Path, source: str, label: str, base: pathlib.Path
     for path in sorted(p for p in sub.rglob("*") if p.is_file()):
         if path.name in SKIPPED_NAMES:
             continue
-        files.append(InputFile(source, label, str(path), display=path.relative_to(base).as_posix()))
+        files.append(InputFile(source, label, str(path), display=path.relative_to(base).as_posix(),
+                               group=f"file:{path.name}"))
     return files
 
 
@@ -168,6 +187,7 @@ def zip_files(archive: pathlib.Path, base: pathlib.Path) -> list[InputFile]:
                           str(archive), display=archive.relative_to(base).as_posix(),
                           skip="corrupt_zip", skip_detail=f"{type(e).__name__}: {e}")]
     stem_label = COVIDCT_FOLDERS.get(archive.stem.lower())
+    patients = noncovid_patients(base)
     files = []
     for name in sorted(names):
         display = f"{archive.relative_to(base).as_posix()}/{name}"
@@ -181,7 +201,8 @@ def zip_files(archive: pathlib.Path, base: pathlib.Path) -> list[InputFile]:
                      stem_label)
         if label is None or parts[-1] in SKIPPED_NAMES or parts[-1].startswith("._"):
             continue
-        files.append(InputFile("covid-ct", label, str(archive), name, display))
+        files.append(InputFile("covid-ct", label, str(archive), name, display,
+                               group=covidct_group(parts[-1], label, patients)))
     return files
 
 
@@ -220,6 +241,47 @@ def chestxray_files(root: pathlib.Path, base: pathlib.Path) -> list[InputFile]:
             skip, detail = "missing_file", f"metadata.csv lists {name} but it is not in {root.name}/"
         elif row.get("view", "").strip() and row.get("view", "").strip().lower() != "axial":
             skip, detail = "not_axial", f"view {row['view'].strip()!r}"
+        patient = row.get("patientid", "").strip()
+        group = f"patient:covid-chestxray-dataset/{patient}" if patient else f"file:{name}"
         files.append(InputFile("covid-chestxray-dataset", label, str(path), display=display,
-                               skip=skip, skip_detail=detail))
+                               skip=skip, skip_detail=detail, group=group))
     return files
+
+
+def covidct_group(file_name: str, label: str, patients: dict[str, str]) -> str:
+    """The group of a COVID-CT image: the non-COVID patient id (NonCOVID-CT-MetaInfo.csv), or
+    the paper of a COVID figure (`<paper>-p<page>-<figure>%<panel>` -> `<paper>`)."""
+    if label == "non_covid":
+        if file_name in patients:
+            return f"patient:covid-ct/{patients[file_name]}"
+        stem = file_name.rsplit(".", 1)[0]
+        if file_name.lower().endswith(".jpg") and re.fullmatch(r"\d+(%\d+)?", stem):
+            # The metadata names every such file crawled_patient_<n> for <n>%<k>.jpg.
+            return f"patient:covid-ct/crawled_patient_{stem.split('%')[0]}"
+        return f"file:{file_name}"
+    match = _PAPER_PAGE.match(file_name)
+    if match:
+        return f"paper:{match.group('paper')}"
+    stem = re.sub(r"(_\d+)?(%\d+)?$", "", file_name.rsplit(".", 1)[0])
+    return f"paper:{stem}"
+
+
+def noncovid_patients(root: pathlib.Path) -> dict[str, str]:
+    """Image name -> patient id of the COVID-CT non-COVID images: NonCOVID-CT-MetaInfo.csv from
+    manual_dir (at its top or up to two folders down) when there is one, else the shipped copy."""
+    for depth in ("", "*/", "*/*/"):
+        for path in sorted(pathlib.Path(root).glob(f"{depth}{NONCOVID_METADATA}")):
+            return _read_patients(str(path))
+    return _read_patients(str(SHIPPED_NONCOVID_PATIENTS))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_patients(path: str) -> dict[str, str]:
+    text = pathlib.Path(path).read_text(encoding="utf-8", errors="replace")
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    out = {}
+    for row in csv.DictReader(lines):
+        name, patient = (row.get("image name") or "").strip(), (row.get("patient id") or "").strip()
+        if name and patient:
+            out[name] = patient
+    return out
