@@ -15,11 +15,11 @@ import time
 import numpy as np
 
 from bench.reference import TutorialGan, tutorial_dataset
-from bench.runners import job_step
 from bench.runners import strategy as one_replica
-from job import data, metrics
+from job import metrics
 from job.config import TrainConfig, override, resolve
-from job.training.step import build_state, make_generate, make_train_step
+from job.training import data
+from job.training.step import Stepper, build_state, make_generate, make_train_step
 
 SAMPLES_IN_GRID = 8
 
@@ -48,7 +48,7 @@ def _for_budget(step_once, budget_seconds: float) -> tuple[int, float]:
 def train_job(config: TrainConfig, images, budget_seconds: float, z) -> dict[str, Trained]:
     strategy = one_replica()
     state = build_state(config, strategy)
-    train_step = job_step(config, make_train_step(config, state, strategy))
+    train_step = Stepper(config, make_train_step(config, state, strategy))
     batches = iter(strategy.experimental_distribute_dataset(data.run_batches(images, config, 0)))
 
     def step_once():

@@ -3,7 +3,7 @@ runs N training steps from its own input pipeline, so the benchmarks can time th
 
 Job variants exist to price each feature separately: augmentation, EMA, XLA and the
 MirroredStrategy wrapper. They all call the job's own `build_state` / `make_train_step` /
-`run_batches`.
+`Stepper` / `run_batches`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import tensorflow as tf
 from bench.reference import TutorialGan, tutorial_dataset
 from job.config import TrainConfig
 from job.training.data import run_batches
-from job.training.step import build_state, make_train_step
+from job.training.step import Stepper, build_state, make_train_step
 
 
 @dataclasses.dataclass
@@ -49,18 +49,6 @@ def reference_runner(config: TrainConfig, images: np.ndarray, name: str = "refer
     return Runner(name, config, gan.generator, gan.discriminator, gan.train_step, epochs)
 
 
-def job_step(config: TrainConfig, train_step) -> Callable[[object], dict]:
-    """`train_step` called as job/train.py calls it: with the EMA decay for the images seen so far."""
-    seen = [0]
-
-    def step(batch):
-        beta = tf.constant(config.ema_beta(seen[0]), tf.float32)
-        seen[0] += config.global_batch_size
-        return train_step(batch, beta)
-
-    return step
-
-
 def job_runner(
     name: str,
     config: TrainConfig,
@@ -70,7 +58,7 @@ def job_runner(
     """The job's step and input pipeline under `strategy` (a MirroredStrategy, or the default
     strategy to price the MirroredStrategy wrapper)."""
     state = build_state(config, strategy)
-    step = job_step(config, make_train_step(config, state, strategy))
+    step = Stepper(config, make_train_step(config, state, strategy))
     source = tf.data.Dataset.from_tensor_slices(images).cache()
     batches = iter(strategy.experimental_distribute_dataset(run_batches(source, config, 0)))
     return Runner(name, config, state.generator, state.discriminator, step, batches,
@@ -84,12 +72,9 @@ def strategy(multi: bool = False) -> tf.distribute.Strategy:
     """1 replica (the first GPU, else the first logical CPU), or every GPU / 2 logical CPUs."""
     from job.training import devices
 
-    if not tf.config.list_logical_devices("GPU"):
-        return devices.strategy_for(CPU_REPLICAS if multi else 1)
-    if multi:
-        return devices.strategy_for(0)
-    # job.devices offers no "one GPU of several"; its cache keeps one strategy per device set.
-    return devices._strategy((devices.replica_devices(0)[0],))
+    if not multi:
+        return devices.one_replica_strategy()
+    return devices.strategy_for(0 if tf.config.list_logical_devices("GPU") else CPU_REPLICAS)
 
 
 def random_images(config: TrainConfig, count: int, seed: int = 0) -> np.ndarray:

@@ -19,6 +19,7 @@ import typing
 from typing import Any, Mapping
 
 from job.errors import ConfigError
+from job.presets import PRESETS
 from tfds_covidct.covid_ct.resolutions import RESOLUTIONS
 
 ACTIVATIONS = ("leaky_relu", "relu")
@@ -208,56 +209,6 @@ def load_file(path: str | pathlib.Path) -> dict[str, Any]:
     return data
 
 
-def _preset_smoke() -> TrainConfig:
-    # Seconds on a CPU: tiny widths, two epochs, every interval every epoch.
-    return override(
-        TrainConfig(),
-        dict(
-            name="smoke", dataset_config="28", g_depth=3, d_depth=3, g_filters=8, d_filters=8,
-            latent_dim=32, global_batch_size=16, epochs=2, sample_every_epochs=1,
-            checkpoint_every_epochs=1, metrics_every_epochs=1, metric_num_images=64,
-        ),
-    )
-
-
-def _preset_demo() -> TrainConfig:
-    # The README's first command: the demo phantoms at 64×64, 600 steps: ~3 minutes on 2 CPU cores.
-    return override(
-        TrainConfig(),
-        dict(
-            name="demo", dataset_config="64", g_depth=5, d_depth=5, g_filters=16, d_filters=16,
-            global_batch_size=16, epochs=120, sample_every_epochs=10, checkpoint_every_epochs=20,
-            metrics_every_epochs=20, g_lr=2e-4, d_lr=2e-4,
-        ),
-    )
-
-
-def _preset_seed28() -> TrainConfig:
-    # The seed's first result: 28×28 after 500 epochs.
-    return override(TrainConfig(), dict(name="seed28", dataset_config="28", epochs=500))
-
-
-def _preset_seed336x504() -> TrainConfig:
-    # The seed's large result: 336×504, 2250 epochs; a GPU run (see k8s/).
-    return override(
-        TrainConfig(),
-        dict(
-            name="seed336x504", dataset_config="336x504", epochs=2250, global_batch_size=16,
-            g_filters=32, d_filters=32, sample_every_epochs=25, checkpoint_every_epochs=25,
-            metrics_every_epochs=25,
-        ),
-    )
-
-
-PRESETS = {
-    "default": TrainConfig,
-    "smoke": _preset_smoke,
-    "demo": _preset_demo,
-    "seed28": _preset_seed28,
-    "seed336x504": _preset_seed336x504,
-}
-
-
 def validate(config: TrainConfig, num_replicas: int | None = None) -> TrainConfig:
     """Check every value before anything is built; raise one ConfigError naming the field."""
     c = config
@@ -334,7 +285,7 @@ def resolve(
     name = preset or "default"
     if name not in PRESETS:
         raise ConfigError("--preset", f"{name!r} is not one of {sorted(PRESETS)}")
-    config = PRESETS[name]()
+    config = override(TrainConfig(), PRESETS[name].overrides)
     if config_file:
         config = override(config, load_file(config_file))
     if sets:

@@ -52,9 +52,9 @@ def pseudo_labels(train, train_covid, generated, *, seed: int = 0) -> np.ndarray
     return np.full(len(generated), float(train_covid[0]))
 
 
-def write_pngs(folder: pathlib.Path, images, indices, covid_p, tags: dict[str, str]) -> None:
+def write_pngs(folder: pathlib.Path, drawn, indices, covid_p, tags: dict[str, str]) -> None:
     """One tagged PNG per kept image; the file name keeps its index among all generated ones."""
-    for image, index, p in zip(images, indices, covid_p):
+    for image, index, p in zip(drawn, indices, covid_p):
         label = LABELS[0] if p > 0.5 else LABELS[1]
         images.save_png(images.grid(image[None], cols=1), folder / f"synthetic_{index:05d}.png",
                          synthetic_tags={**tags, "index": str(index), "label": label,

@@ -12,7 +12,6 @@ job does) is used through `storage.local_copy`.
 from __future__ import annotations
 
 import logging
-import pathlib
 
 from job import storage
 from job.errors import UserError

@@ -27,6 +27,7 @@ from job import storage
 from job.config import resolve
 from job.errors import ConfigError, UserError
 from tests.gcs_fixture import free_port
+from job import cli as job_cli
 from tune import cli, space as spaces
 from tune.sweep import Cluster, cluster_from, plan_resources
 
@@ -392,12 +393,14 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(
 # -- bad input: one message each, before any trial ---------------------------------------------
 
 
-def _sweep_refused(capsys, *argv) -> str:
-    code = cli.main(["--preset", "smoke", "--name", "bad", *argv])
+def _sweep_refused(capsys, *argv, exit_code=2) -> str:
+    """`python -m tune ARGS` (the one main, as `tune/__main__.py` calls it) refuses ARGS with the
+    contract's exit code: 2 = will fail again, 1 = may succeed on retry."""
+    code = job_cli.main(["sweep", "--preset", "smoke", "--name", "bad", *argv], prog="python -m tune")
     captured = capsys.readouterr()
-    assert code != 0
+    assert code == exit_code
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("covidct: error: "), captured.err
+    assert len(lines) == 1 and lines[0].startswith("python -m tune: error: "), captured.err
     assert "Traceback" not in captured.out + captured.err
     return lines[0]
 
@@ -415,7 +418,7 @@ def test_unreachable_storage_is_refused(monkeypatch, capsys):
     port = free_port()  # nothing listens there
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
     t0 = time.monotonic()
-    message = _sweep_refused(capsys, "--storage", "gs://covidct-test/sweeps")
+    message = _sweep_refused(capsys, "--storage", "gs://covidct-test/sweeps", exit_code=1)
     assert f"cannot reach gs://covidct-test/sweeps: no answer from http://127.0.0.1:{port}" in message
     assert time.monotonic() - t0 < 30
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from job.errors import UserError
+from job.metrics.arrays import as_images
 
 DISTANCE_SIDE = 32  # images are area-averaged until the shorter side is at most this
 MAX_SHIFT = 2  # pixels (at the reduced size) each way: 2 px at 28x28, 4 px at 64x64
@@ -33,17 +34,6 @@ EXACT_COPY_DISTANCE = 1e-3
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 1.0)
 # Query rows per matrix product: keeps the (rows x references) block near 64 MB of float64.
 _BLOCK_ELEMENTS = 8_000_000
-
-
-def _as_images(images: Any, name: str) -> np.ndarray:
-    x = np.asarray(images, dtype=np.float64)
-    if x.ndim == 4 and x.shape[-1] == 1:
-        x = x[..., 0]
-    if x.ndim != 3 or x.shape[0] == 0:
-        raise UserError(f"memorisation: {name} must be images (N, H, W, 1), got {np.shape(images)}")
-    if not np.all(np.isfinite(x)):
-        raise UserError(f"memorisation: {name} contain NaN or inf")
-    return x
 
 
 def _area_matrix(source: int, target: int) -> np.ndarray:
@@ -84,8 +74,8 @@ def nearest(
     The reference's central window is compared with every window of the query shifted by up to
     `max_shift` reduced pixels, so a query that is a reference moved by a few pixels scores ~0.
     """
-    q = reduce(_as_images(queries, "queries"), side)
-    r = reduce(_as_images(references, "references"), side)
+    q = reduce(as_images(queries, "memorisation: queries", np.float64), side)
+    r = reduce(as_images(references, "memorisation: references", np.float64), side)
     if q.shape[1:] != r.shape[1:]:
         raise UserError(f"memorisation: image sizes differ: {q.shape[1:]} vs {r.shape[1:]}")
     margin = min(max_shift, (min(q.shape[1:]) - 1) // 2)

@@ -17,9 +17,10 @@ from job.errors import UserError
 _BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / 16.0
 
 
-def as_images(images: Any, name: str) -> np.ndarray:
-    """(N, H, W, 1) or (N, H, W) in [-1, 1] -> float32 (N, H, W); a clear error otherwise."""
-    x = np.asarray(images, dtype=np.float32)
+def as_images(images: Any, name: str, dtype=np.float32) -> np.ndarray:
+    """(N, H, W, 1) or (N, H, W) in [-1, 1] -> (N, H, W) of `dtype`; a UserError naming `name`
+    for a wrong shape, no images, NaN or inf."""
+    x = np.asarray(images, dtype=dtype)
     if x.ndim == 4 and x.shape[-1] == 1:
         x = x[..., 0]
     if x.ndim != 3:

@@ -64,3 +64,10 @@ def strategy_for(cpu_replicas: int) -> tf.distribute.MirroredStrategy:
     same process (tests, Ray's reused actors) share one.
     """
     return _strategy(tuple(replica_devices(cpu_replicas)))
+
+
+def one_replica_strategy() -> tf.distribute.MirroredStrategy:
+    """A MirroredStrategy on one device: the first GPU if any, else the first CPU (benchmarks
+    price the strategy wrapper and single-device speed with it)."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return _strategy((gpus[0].name if gpus else replica_devices(1)[0],))

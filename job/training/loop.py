@@ -31,7 +31,7 @@ from job.training import data
 from job.training.devices import configure_cpu_replicas, strategy_for
 from job.training.outputs import RunFiles
 from job.training.plan import make_plan
-from job.training.step import build_state, make_generate, make_train_step
+from job.training.step import Stepper, build_state, make_generate, make_train_step
 
 log = logging.getLogger("covidct")
 
@@ -128,7 +128,9 @@ def fit(
     if start_epoch >= config.epochs:
         log.info(f"run already complete: {start_epoch}/{config.epochs} epochs")
 
-    train_step = make_train_step(config, state, strategy)
+    skip = int(state.step.numpy())  # steps of the first epoch done before a SIGTERM
+    stepper = Stepper(config, make_train_step(config, state, strategy),
+                      images_seen=(start_epoch * plan.steps_per_epoch + skip) * config.global_batch_size)
     generate = make_generate(state)
     real = data.real_sample(images, config.metric_num_images)
     grid_z = data.fixed_noise(config, 36 if config.height * config.width <= 128 * 128 else 16)
@@ -142,7 +144,6 @@ def fit(
     epoch_seconds = []
 
     with _SigtermFlag() as sigterm:
-        skip = int(state.step.numpy())  # steps of the first epoch done before a SIGTERM
         batches = iter(strategy.experimental_distribute_dataset(
             data.run_batches(images, config, start_epoch, skip_batches=skip)))
         for epoch in range(start_epoch, config.epochs):
@@ -158,9 +159,7 @@ def fit(
                     raise Preempted(
                         f"SIGTERM: saved a checkpoint after {epoch} epochs and {step} steps in "
                         f"{store.uri}; run the same command to resume")
-                batch = next(batches)
-                seen = (epoch * plan.steps_per_epoch + resumed + steps) * config.global_batch_size
-                out = train_step(batch, tf.constant(config.ema_beta(seen), tf.float32))
+                out = stepper(next(batches))
                 totals = out if totals is None else {k: totals[k] + out[k] for k in out}
                 steps += 1
                 state.step.assign_add(1)

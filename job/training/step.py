@@ -166,6 +166,25 @@ def make_train_step(config: TrainConfig, state: GanState, strategy: tf.distribut
     return train_step
 
 
+@dataclasses.dataclass
+class Stepper:
+    """The train step as the loop runs it: each call passes the EMA's decay for the images seen
+    so far (`TrainConfig.ema_beta`, the StyleGAN2-ADA ramp-up) and counts the batch's images.
+
+    `images_seen` starts where a resumed run left off. The bench times this same object.
+    """
+
+    config: TrainConfig
+    train_step: object  # what `make_train_step` returns
+    images_seen: int = 0
+
+    def __call__(self, dist_batch) -> dict:
+        beta = tf.constant(self.config.ema_beta(self.images_seen), tf.float32)
+        out = self.train_step(dist_batch, beta)
+        self.images_seen += self.config.global_batch_size
+        return out
+
+
 def make_generate(state: GanState, use_ema: bool = True):
     """A `tf.function` mapping latents to images with the EMA (or raw) generator, in inference mode."""
     model = state.ema_generator if use_ema else state.generator

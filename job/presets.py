@@ -1,0 +1,46 @@
+"""Presets as data: each is a name, the fields it overrides on `TrainConfig`'s defaults, and the
+command that runs it with its expected cost (big_vision's configs open the same way).
+
+`job.config.resolve` applies them through the one override path, so a preset cannot name a field
+that does not exist or give it a wrong type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    overrides: Mapping[str, Any]
+    command: str
+    cost: str
+
+
+# Every interval every epoch, tiny widths: seconds on a CPU (the tests' run).
+_SMOKE = dict(
+    name="smoke", dataset_config="28", g_depth=3, d_depth=3, g_filters=8, d_filters=8,
+    latent_dim=32, global_batch_size=16, epochs=2, sample_every_epochs=1,
+    checkpoint_every_epochs=1, metrics_every_epochs=1, metric_num_images=64,
+)
+
+PRESETS: Mapping[str, Preset] = {
+    "default": Preset({}, "covidct train", "500 epochs at 64x64: ~2 h on 2 CPU cores, minutes on a GPU"),
+    "smoke": Preset(_SMOKE, "covidct train --preset smoke", "seconds on 2 CPU cores"),
+    # The README's first command: the demo phantoms at 64x64, 600 steps.
+    "demo": Preset(dict(
+        name="demo", dataset_config="64", g_depth=5, d_depth=5, g_filters=16, d_filters=16,
+        global_batch_size=16, epochs=120, sample_every_epochs=10, checkpoint_every_epochs=20,
+        metrics_every_epochs=20, g_lr=2e-4, d_lr=2e-4,
+    ), "covidct train --preset demo", "~3 minutes on 2 CPU cores"),
+    # The seed's first result: 28x28 after 500 epochs.
+    "seed28": Preset(dict(name="seed28", dataset_config="28", epochs=500),
+                     "covidct train --preset seed28", "~25 min on 2 CPU cores (390 kimg at the bench's ~270 img/s)"),
+    # The seed's large result: 336x504, 2250 epochs (see k8s/).
+    "seed336x504": Preset(dict(
+        name="seed336x504", dataset_config="336x504", epochs=2250, global_batch_size=16,
+        g_filters=32, d_filters=32, sample_every_epochs=25, checkpoint_every_epochs=25,
+        metrics_every_epochs=25,
+    ), "kubectl apply -f k8s/", "days on one GPU"),
+}
