@@ -25,7 +25,7 @@ import tensorflow as tf
 from job import run, storage
 from job.checkpoint import CheckpointStore, restore
 from job.config import TrainConfig, validate
-from job.errors import Preempted, UserError
+from job.errors import Diverged, Preempted
 from job.metrics import inception, registry
 from job.training import data
 from job.training.devices import configure_cpu_replicas, strategy_for
@@ -89,7 +89,8 @@ def fit(
 
     Raises:
         Preempted: SIGTERM arrived; a checkpoint was saved (exit 143).
-        UserError: bad data, config or storage, or a non-finite loss.
+        Diverged: a non-finite loss (exit 2: a retry from the same state repeats it).
+        UserError: bad data, config or storage.
     """
     validate(config)
     configure_cpu_replicas(config.cpu_replicas)
@@ -168,10 +169,12 @@ def fit(
             epoch_seconds.append(seconds)
             m = {k: float(v.numpy()) / steps for k, v in totals.items()}
             if not all(math.isfinite(v) for v in m.values()):
-                raise UserError(
+                raise Diverged(
                     f"non-finite loss in epoch {done} ({m}); epochs {good_epoch + 1}..{done} since "
-                    f"the last checkpoint at epoch {good_epoch} are lost, that checkpoint is intact"
-                )
+                    f"the last checkpoint at epoch {good_epoch} are lost, that checkpoint is intact. "
+                    "A retry from it with the same settings diverges again: continue from an "
+                    "earlier checkpoint with a lower learning rate (--set g_lr=... d_lr=...)",
+                    epoch=done, last_good_epoch=good_epoch)
             state.epoch.assign(done)
             state.step.assign(0)
             m["images_per_second"] = steps * config.global_batch_size / seconds
