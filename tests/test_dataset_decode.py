@@ -1,6 +1,8 @@
 """decode: every mode and bit depth to 8-bit gray; every bad file from the issue to a reason."""
 
 import io
+import os
+import pathlib
 import struct
 import zlib
 
@@ -123,3 +125,55 @@ def test_colour_marks_are_masked_gray_is_not():
     mask = decode.decode(_encode(Image.fromarray(gray), "PNG")).colour_mask
     assert mask[10:12, 5:35].all()
     assert not mask[30].any() and not mask[20].any()
+
+
+CASES = os.environ.get("COVIDCT_CASES_DIR")
+
+
+def _case(relative):
+    path = pathlib.Path(CASES or "") / "dataset" / relative
+    if not CASES or not path.is_file():
+        pytest.skip(f"COVIDCT_CASES_DIR={CASES!r} does not hold dataset/{relative}")
+    return path.read_bytes()
+
+
+def test_jpeg_missing_only_its_end_marker_is_kept_and_one_cut_short_is_not():
+    data = _case("jpeg-without-end-marker/CT_COVID/baseline_no_eoi.jpg")
+    decoded = decode.decode(data)
+    assert decoded.notes == ("jpeg_end_marker_missing:pixels_complete",)
+    assert decoded.gray.shape == (384, 512)
+    for cut in (1, 3, 100, len(data) // 2):  # pixel data missing too: still truncated
+        assert _reason(data[:-cut]) == "truncated", cut
+
+
+def test_exif_orientation_is_applied_first():
+    data = _case("exif-rotated/CT_COVID/rotated_with_exif_orientation_6.jpg")
+    twin = decode.decode(_case("exif-rotated/CT_NonCOVID/1093.png")).gray
+    decoded = decode.decode(data)
+    assert decoded.gray.shape == twin.shape and "exif_orientation_6_applied" in decoded.notes
+    assert np.corrcoef(decoded.gray.ravel(), twin.ravel())[0, 1] > 0.99
+
+
+def test_every_exif_orientation_comes_out_upright():
+    upright = np.zeros((40, 60), np.uint8)
+    upright[5:15, 5:25] = 255  # a bright block top-left
+    for orientation in range(1, 9):
+        image = Image.fromarray(upright)
+        stored = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                  4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                  6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+                  8: Image.Transpose.ROTATE_270}.get(orientation)
+        if stored is not None:
+            image = image.transpose(stored)
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        gray = decode.decode(_encode(image, "PNG", exif=exif)).gray
+        assert gray.shape == (40, 60) and gray[5:15, 5:25].min() == 255 and gray[20:].max() == 0, orientation
+
+
+def test_sixteen_bit_outliers_cannot_flatten_the_body():
+    values = np.tile(np.linspace(1000, 4000, 64).astype(np.uint16), (64, 1))
+    values[:4, :4] = 65535  # a burned-in marker at the format's maximum
+    gray = decode.decode(_encode(Image.fromarray(values), "PNG")).gray
+    assert len(np.unique(gray[8:])) > 60  # the ramp keeps its grey levels (min-max gave ~4)
+    assert decode.decode(_case("sixteen-bit-marker/CT_COVID/ct12bit_in16_with_marker.png")).gray.std() > 60
