@@ -38,6 +38,9 @@ class TrainConfig:
     # What to train on.
     dataset_config: str = "64"  # a covid_ct builder config: 28, 64, 128, 256, 336x504
     data_dir: str = "data/tfds"  # where `covidct prepare` built it: a folder or gs://
+    # Demo phantoms are refused unless this says so (the demo and smoke presets do): the long run
+    # must never train on them by accident.
+    allow_synthetic_data: bool = False
     # Where everything goes: config.json, checkpoints, metrics, samples. "" -> runs/<name>.
     name: str = "default"
     run_uri: str = ""
@@ -85,6 +88,12 @@ class TrainConfig:
     checkpoint_every_epochs: int = 10
     metrics_every_epochs: int = 10
     keep_checkpoints: int = 3
+    # Also checkpoint mid-epoch after this many minutes of training (0 = only by epoch): a spot
+    # reclaim then costs at most this much work, whatever the epoch length.
+    checkpoint_every_minutes: float = 20.0
+    # Seconds a preempted pod may spend on a fresh SIGTERM checkpoint (GKE spot: ~15 s in all).
+    # If the save and upload cannot fit, the newest checkpoint already in the run URI counts.
+    grace_seconds: float = 12.0
 
     # Metrics.
     metric_num_images: int = 256  # generated and real images per SWD/FID estimate
@@ -124,6 +133,33 @@ class TrainConfig:
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
+# Fields a run may change when it resumes (recorded in the run's config history). Every other
+# field is the run's identity: it shapes the checkpoint (models, precision, dropout) or the data
+# (dataset, data_dir, seed), so a resumed run that changes one is refused.
+RESUMABLE_FIELDS = frozenset({
+    "name", "run_uri", "epochs", "sample_every_epochs", "checkpoint_every_epochs",
+    "metrics_every_epochs", "keep_checkpoints", "checkpoint_every_minutes", "grace_seconds",
+    "metric_num_images", "inception_weights", "storage_retry_seconds", "cpu_replicas", "xla",
+    "deterministic", "allow_synthetic_data", "g_lr", "d_lr", "adam_beta_1", "adam_beta_2",
+    "augment", "r1_gamma", "global_batch_size", "ema_kimg", "ema_rampup", "loss",
+})
+
+
+def identity_changes(recorded: Mapping[str, Any], config: TrainConfig) -> dict[str, tuple]:
+    """{field: (recorded, requested)} for every identity field `config` changes.
+
+    `recorded` is a run's config.json; fields it lacks (written by an older version) count as
+    their defaults.
+    """
+    changes = {}
+    for name, field in FIELDS.items():
+        if name in RESUMABLE_FIELDS:
+            continue
+        old = recorded.get(name, field.default)
+        if old != getattr(config, name):
+            changes[name] = (old, getattr(config, name))
+    return changes
+
 
 def upsampling_stages(height: int, width: int) -> int:
     """How many 2x stages take a small seed map to H×W: as many as both sides allow, at most 5."""
@@ -160,6 +196,11 @@ def _coerce(name: str, value: Any) -> Any:
         return float(value)
     if kind is int and isinstance(value, float) and value.is_integer():
         return int(value)
+    if kind is str and isinstance(value, bool):
+        # YAML 1.1 (PyYAML) reads on/off/yes/no as booleans: `xla: off` arrives as False.
+        if name == "xla":
+            return "on" if value else "off"
+        raise ConfigError(name, f"YAML read the value as the boolean {value}; quote it (\"...\")")
     if kind is str and not isinstance(value, str):
         return str(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -245,6 +286,9 @@ def validate(config: TrainConfig, num_replicas: int | None = None) -> TrainConfi
         raise ConfigError("r1_gamma", f"must be >= 0, got {c.r1_gamma}")
     if c.cpu_replicas < 0:
         raise ConfigError("cpu_replicas", f"must be >= 0, got {c.cpu_replicas}")
+    for name in ("checkpoint_every_minutes", "grace_seconds"):
+        if getattr(c, name) < 0:
+            raise ConfigError(name, f"must be >= 0, got {getattr(c, name)}")
     if c.storage_retry_seconds < 0:
         raise ConfigError("storage_retry_seconds", f"must be >= 0, got {c.storage_retry_seconds}")
     stages = upsampling_stages(c.height, c.width)

@@ -23,6 +23,7 @@ _SMOKE = dict(
     name="smoke", dataset_config="28", g_depth=3, d_depth=3, g_filters=8, d_filters=8,
     latent_dim=32, global_batch_size=16, epochs=2, sample_every_epochs=1,
     checkpoint_every_epochs=1, metrics_every_epochs=1, metric_num_images=64,
+    allow_synthetic_data=True,
 )
 
 PRESETS: Mapping[str, Preset] = {
@@ -32,7 +33,7 @@ PRESETS: Mapping[str, Preset] = {
     "demo": Preset(dict(
         name="demo", dataset_config="64", g_depth=5, d_depth=5, g_filters=16, d_filters=16,
         global_batch_size=16, epochs=120, sample_every_epochs=10, checkpoint_every_epochs=20,
-        metrics_every_epochs=20, g_lr=2e-4, d_lr=2e-4,
+        metrics_every_epochs=20, g_lr=2e-4, d_lr=2e-4, allow_synthetic_data=True,
     ), "covidct train --preset demo", "~3 minutes on 2 CPU cores"),
     # The seed's first result: 28x28 after 500 epochs.
     "seed28": Preset(dict(name="seed28", dataset_config="28", epochs=500),
