@@ -28,7 +28,7 @@ LOSSES = ("bce", "hinge")
 PRECISIONS = ("float32", "mixed_float16")
 XLA_MODES = ("auto", "on", "off")
 AUGMENTS = ("translation", "cutout", "color")
-MAX_UPSAMPLING_STAGES = 5
+MAX_UPSAMPLING_STAGES = 6  # a 4-8 px seed map up to 511 px on the short side
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,15 +162,17 @@ def identity_changes(recorded: Mapping[str, Any], config: TrainConfig) -> dict[s
 
 
 def upsampling_stages(height: int, width: int) -> int:
-    """How many 2x stages take a small seed map to H×W: as many as both sides allow, at most 5."""
+    """How many 2x stages link a small seed map to H×W, whatever H and W's factors are.
+
+    The most stages that keep the seed map's short side at 4 px or more: its sides are
+    ceil(H / 2^s) x ceil(W / 2^s), so the short side is 4-8 px (28 -> 7x7, 64 -> 4x4,
+    336x504 -> 6x8). Sides that 2^s does not divide are reached by cropping the generator's map
+    where they first divide (`job.training.capacity.geometry`); the discriminator halves with
+    'same' padding down to the same few pixels. At most `MAX_UPSAMPLING_STAGES`.
+    """
+    short = min(height, width)
     stages = 0
-    while (
-        stages < MAX_UPSAMPLING_STAGES
-        and height % (2 ** (stages + 1)) == 0
-        and width % (2 ** (stages + 1)) == 0
-        and height // 2 ** (stages + 1) >= 4
-        and width // 2 ** (stages + 1) >= 4
-    ):
+    while stages < MAX_UPSAMPLING_STAGES and short >= 4 * 2 ** (stages + 1):
         stages += 1
     return stages
 
@@ -293,13 +295,15 @@ def validate(config: TrainConfig, num_replicas: int | None = None) -> TrainConfi
         raise ConfigError("storage_retry_seconds", f"must be >= 0, got {c.storage_retry_seconds}")
     stages = upsampling_stages(c.height, c.width)
     if stages == 0:
-        raise ConfigError("dataset_config", f"{c.height}x{c.width} allows no 2x upsampling stage")
+        raise ConfigError("dataset_config", f"{c.height}x{c.width} allows no 2x upsampling stage "
+                          "(the short side must be at least 8 px)")
+    seed = f"{-(-c.height // 2**stages)}x{-(-c.width // 2**stages)}"  # ceil: see upsampling_stages
     for name, needed in (("g_depth", stages + 1), ("d_depth", stages)):
         if getattr(c, name) < needed:
             raise ConfigError(
                 name,
                 f"{getattr(c, name)} hidden layers cannot reach {c.height}x{c.width}: it needs at "
-                f"least {needed} (one per 2x stage from {c.height >> stages}x{c.width >> stages}"
+                f"least {needed} (one per 2x stage from the {seed} seed map"
                 + (", plus the dense projection)" if name == "g_depth" else ")"),
             )
     if c.name != c.name.strip() or not c.name or "/" in c.name:
