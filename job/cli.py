@@ -45,11 +45,14 @@ def config_from_args(args: argparse.Namespace, **extra) -> cfg.TrainConfig:
 def _train(args: argparse.Namespace) -> int:
     config = config_from_args(args, run_uri=args.run)
     if args.dry_run:
+        from job.training.capacity import capacity  # pure arithmetic: nothing is built
+
         print(json.dumps(config.to_dict(), indent=1, sort_keys=True))
-        stages = cfg.upsampling_stages(config.height, config.width)
-        print(f"# {config.height}x{config.width}: seed map {config.height >> stages}x"
-              f"{config.width >> stages}, {stages} upsampling stages; run URI "
-              f"{config.resolved_run_uri}; nothing was built (--dry-run)")
+        figures = capacity(config)
+        print(f"# {figures.geometry.describe()}; run URI {config.resolved_run_uri}")
+        for line in figures.lines():
+            print(f"# {line}")
+        print("# nothing was built (--dry-run)")
         return 0
     from job.training.devices import configure_cpu_replicas
 

@@ -148,7 +148,7 @@ class Geometry:
                 f"{self.seed[0]}x{self.seed[1]} seed map")
         if self.crops:
             text += (f" ({self.crop_from[0]}x{self.crop_from[1]} cropped to "
-                     f"{self.crop_to[0]}x{self.crop_to[1]} after {self.crop_level})")
+                     f"{self.crop_to[0]}x{self.crop_to[1]} after {self.crop_level} stages)")
         return text
 
 
@@ -301,7 +301,7 @@ class Capacity:
 
     def lines(self) -> list[str]:
         """Human-readable lines: one per model, then balance and checkpoint."""
-        ratio, verdict = self.balance
+        verdict = self.balance[1]
         short = min(self.geometry.height, self.geometry.width)
         return [
             f"generator: {_millions(self.g_params)} parameters, {self.g_hidden_layers} hidden "
@@ -313,10 +313,11 @@ class Capacity:
             f"{self.d_receptive_field} px ({'covers' if self.sees_whole_image else 'less than'} "
             f"the {short} px short side)",
             f"balance: G/D parameters {self.g_params / max(self.d_params, 1):.2f}x: {verdict} "
-            f"(limit {BALANCE_LIMIT:g}x either way; {ratio:.2f}x)",
-            f"checkpoint: {self.checkpoint_bytes / 1e6:.0f} MB (G, EMA G, D and Adam's 2 slots "
-            f"per trainable variable, float32); step: {_giga(self.step_flops_per_image)} "
-            f"GFLOP/image",
+            f"({'within' if verdict == 'ok' else 'outside'} {BALANCE_LIMIT:g}x either way)",
+            f"step: {_giga(self.step_flops_per_image)} GFLOP/image (G {_giga(self.g_step_flops)} "
+            f"+ D {_giga(self.d_step_flops)})",
+            f"checkpoint: {self.checkpoint_bytes / 1e6:.0f} MB (G, EMA G, D and Adam's 2 slots per "
+            f"trainable variable, float32)",
         ]
 
     def short(self) -> str:
