@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from job.config import TrainConfig, validate
+from job.training.capacity import capacity
 from job.errors import ConfigError
 from job.training.step import use_xla
 
@@ -24,11 +25,13 @@ class Plan:
     xla: bool
 
     def describe(self, config: TrainConfig) -> str:
+        """The run's plan line: data, batch, devices, and the models' figures (as --dry-run)."""
         return (
             f"plan: {self.train_images} training images, global batch {config.global_batch_size} "
             f"({self.per_replica_batch} per replica x {self.replicas} replicas), "
             f"{self.steps_per_epoch} steps/epoch, {config.epochs} epochs = "
-            f"{self.total_kimg:.1f} kimg, XLA {'on' if self.xla else 'off'}"
+            f"{self.total_kimg:.1f} kimg, XLA {'on' if self.xla else 'off'}; "
+            f"{capacity(config).short()}"
         )
 
 
