@@ -183,3 +183,18 @@ def test_mixed_precision_step_trains_float32_weights_with_a_scaled_loss(replicas
     assert all(moved)  # the scaled gradients were finite and applied, not skipped
     for k in ("g_loss", "d_loss"):  # float16 activations: the same losses to ~1e-2
         assert m[k] == pytest.approx(reference[k], rel=2e-2), k
+
+
+def test_color_shifts_brightness_by_at_most_half_as_diffaugment_does_in_minus_one_to_one():
+    # DiffAugment's rand_brightness adds U(-0.5, 0.5) to images in [-1, 1] (StyleGAN2's range);
+    # a shift of U(-1, 1) hid the grey level from D and left the generator too dark.
+    image = np.full((3, 8, 8, 1), -0.2, np.float32)
+    params = np.zeros((3, AUG_PARAMS), np.float32)
+    params[:, 4] = [0.0, 0.5, 1.0]  # brightness draws: -0.5, 0, +0.5
+    params[:, 5] = 0.5  # contrast x1
+    out = augment(tf.constant(image), tf.constant(params), ("color",)).numpy()
+    np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), [-0.7, -0.2, 0.3], atol=1e-6)
+    image[:, :4] = 0.6  # contrast scales about each image's mean: x0.5 .. x1.5
+    params[:, 4], params[:, 5] = 0.5, [0.0, 0.5, 1.0]
+    out = augment(tf.constant(image), tf.constant(params), ("color",)).numpy()
+    np.testing.assert_allclose(out[:, 0, 0, 0] - out[:, -1, 0, 0], [0.4, 0.8, 1.2], atol=1e-6)

@@ -47,10 +47,18 @@ def _cutout(x: tf.Tensor, uy: tf.Tensor, ux: tf.Tensor) -> tf.Tensor:
 
 
 def _color(x: tf.Tensor, ub: tf.Tensor, uc: tf.Tensor) -> tf.Tensor:
-    """Brightness ±0.5 and contrast ×[0.5, 1.5) (in [0, 1] units), as DiffAugment's 'color'."""
+    """Brightness + U(-0.5, 0.5) and contrast x U(0.5, 1.5) about each image's mean: DiffAugment's
+    'color' exactly (`rand_brightness`, `rand_contrast`; `rand_saturation` is a no-op on one
+    channel), whose reference code adds U(-0.5, 0.5) to images in [-1, 1] (StyleGAN2's
+    drange_net), our range too.
+
+    An earlier version doubled the shift (U(-1, 1), on the wrong premise that DiffAugment works
+    in [0, 1] units). Such a wide shift hides the absolute grey level from D: the generator of
+    `--preset seed28` came out far too dark (intensity_w1 several times its real floor).
+    """
     ub = tf.cast(ub, x.dtype)[:, None, None, None]
     uc = tf.cast(uc, x.dtype)[:, None, None, None]
-    x = x + (ub - 0.5) * 2  # [-1, 1] spans twice the [0, 1] range
+    x = x + (ub - 0.5)
     mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
     return (x - mean) * (uc + 0.5) + mean
 
