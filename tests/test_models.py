@@ -20,12 +20,21 @@ def test_preset_models_have_the_configured_shape_and_depth(preset):
     assert d(images).shape == (3, 1)
 
 
-@pytest.mark.heavy
-def test_the_long_run_preset_builds_non_square_336x504():
+def test_the_long_run_preset_builds_balanced_non_square_336x504():
+    import keras
+
     config = C.resolve("seed336x504")
     g, d = build_generator(config), build_discriminator(config)
     assert g.output_shape == (None, 336, 504, 1)
     assert hidden_layer_count(g) == 11 and hidden_layer_count(d) == 8
+    # A 6x8 seed map, upsampled to 48x64 and cropped to 42x63 (= 336x504 / 8), then exact.
+    reshape = next(l for l in g.layers if isinstance(l, keras.layers.Reshape))
+    assert reshape.output.shape[1:] == (6, 8, config.max_filters)
+    crops = [l for l in g.layers if isinstance(l, keras.layers.Cropping2D)]
+    assert len(crops) == 1 and crops[0].output.shape[1:3] == (42, 63)
+    # D's own stages reach 6x8 before its read-out: no linear layer over a 42x63 map.
+    assert d.get_layer("logit").input.shape[-1] == 6 * 8 * config.max_filters
+    assert 1 / 4 <= g.count_params() / d.count_params() <= 4
     assert d(g(np.zeros((1, config.latent_dim), "float32"))).shape == (1, 1)
 
 

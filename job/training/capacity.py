@@ -135,7 +135,7 @@ class Geometry:
     width: int
     stages: int
     seed: tuple[int, int]  # the seed map (h0, w0)
-    crop_level: int  # stages from the seed at which the map is cropped (== stages: at the image)
+    crop_level: int  # stages after the seed at which the map is cropped (0 with an exact seed)
     crop_from: tuple[int, int]  # the map's size before the crop (== crop_to: no crop)
     crop_to: tuple[int, int]
 
