@@ -1,13 +1,18 @@
 """The checkpoint protocol of a run, on top of `job.run` (names) and `job.storage` (places).
 
-A checkpoint is a `tf.train.Checkpoint` folder plus `state.json`, written in the run's local
-working folder, pushed to the run URI, and only then marked `COMPLETE` (the marker is pushed
-last), so a preemption or crash mid-write leaves a folder that readers ignore. `best.json` names
-the checkpoint with the best value of the selection metric and keeps that value; it is never
-pruned. (big_vision's checkpoint promotion is the model: only this module knows the protocol.)
+A checkpoint is a `tf.train.Checkpoint` folder plus `state.json`. It is written in the run's local
+working folder (the step waits only for this), then pushed to the run URI by one background
+thread and only then marked `COMPLETE` (the marker goes last), so a preemption, a crash or a
+kill mid-upload leaves a folder that readers ignore and the next start prunes. Names are never
+reused (`run.next_checkpoint_name`): nothing is ever written under a live marker. `best.json`
+names the best checkpoint by the selection metric and keeps its value; it is written only once
+that checkpoint is complete, and that checkpoint is never pruned. (big_vision's checkpoint
+promotion is the model: only this module knows the protocol.)
 
-Checkpoints are written by us, not by Ray's Keras helper (which cannot save a subclassed GAN);
-the sweep hands these same folders to Ray as its checkpoints.
+What a checkpoint holds is everything the next step depends on: G, D, the EMA generator, both
+optimizers (Adam moments, step counts, loss scale), the epoch and the step within it. The step's
+random numbers are pure functions of (seed, epoch, example index) (`job.training.data`), so no
+RNG state needs saving. The sweep hands these same folders to Ray as its checkpoints.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
+import threading
+import time
 
 import tensorflow as tf
 
@@ -29,13 +36,18 @@ class CheckpointStore:
     def __init__(self, mirror: storage.Mirror, keep: int):
         self.mirror = mirror
         self.keep = keep
+        self._upload: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self.last_write_seconds: float | None = None  # the newest local write
+        self.upload_bytes_per_second: float | None = None  # the newest measured upload
+        self.last_size_bytes: int | None = None
 
     @property
     def uri(self) -> str:
         return storage.join(self.mirror.uri, run.CHECKPOINTS)
 
     def complete(self) -> list[Saved]:
-        """Every complete checkpoint, oldest first."""
+        """Every complete checkpoint at the run URI, oldest first."""
         return list(run.read_listing(self.mirror.uri).checkpoints)
 
     def latest(self) -> Saved | None:
@@ -67,24 +79,96 @@ class CheckpointStore:
         if not matches:
             epochs = ", ".join(str(s.epoch) for s in done if s.step == 0)
             raise UserError(f"no complete checkpoint at epoch {which} in {self.uri} (have: {epochs})")
-        return matches[0]
+        return matches[-1]
 
-    def save(self, ckpt: tf.train.Checkpoint, epoch: int, step: int, state: dict) -> pathlib.Path:
-        """Write, push, mark complete and prune; returns the local folder of the checkpoint."""
-        name = run.checkpoint_name(epoch, step)
-        rel = run.checkpoint_dir(name)
-        local = self.mirror.path(rel)
-        if local.exists():
-            shutil.rmtree(local)
+    def prune_incomplete(self) -> list[str]:
+        """Delete checkpoint folders without COMPLETE (a killed writer's); returns their names.
+
+        Call it at start-up only, before this process writes: one run has one writer.
+        """
+        names = list(run.read_listing(self.mirror.uri).incomplete)
+        for name in names:
+            self.mirror.delete(run.checkpoint_dir(name))
+        return names
+
+    # -- writing ----------------------------------------------------------------------------
+
+    @property
+    def uploading(self) -> bool:
+        return self._upload is not None and self._upload.is_alive()
+
+    def save(self, ckpt: tf.train.Checkpoint, epoch: int, step: int, state: dict,
+             best: tuple[str, float] | None = None, background: bool = True) -> pathlib.Path:
+        """Write a checkpoint locally and start its upload; returns the local folder.
+
+        Waits for the previous upload first (one at a time, in order). With `best` =
+        (metric, value) the checkpoint is marked best once it is complete. `background=False`
+        also waits for this upload.
+
+        Raises:
+            StorageError: this or an earlier upload failed beyond its retries (exit 1).
+        """
+        self.wait()
+        existing = {p.name for p in self.mirror.path(run.CHECKPOINTS).glob("*")}
+        existing |= {s.name for s in self.complete()} | set(run.read_listing(self.mirror.uri).incomplete)
+        name = run.next_checkpoint_name(existing, epoch, step)
+        local = self.mirror.path(run.checkpoint_dir(name))
+        t0 = time.perf_counter()
         local.mkdir(parents=True)
         ckpt.write(str(local / run.CKPT_PREFIX))
         (local / run.STATE).write_text(json.dumps({"epoch": epoch, "step": step, **state}, indent=1))
-        self.mirror.push(rel)
-        # The marker goes last: only now does the checkpoint exist for readers.
-        (local / run.COMPLETE).write_bytes(b"")
-        self.mirror.push(run.checkpoint_file(name, run.COMPLETE))
-        self._prune()
+        self.last_write_seconds = time.perf_counter() - t0
+        self._upload = threading.Thread(target=self._promote, args=(name, best), daemon=True,
+                                        name=f"checkpoint-upload-{name}")
+        self._upload.start()
+        if not background:
+            self.wait()
         return local
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the upload in flight; True when none is left. Re-raises an upload's failure."""
+        if self._upload is not None:
+            self._upload.join(timeout)
+            if self._upload.is_alive():
+                return False
+            self._upload = None
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        return True
+
+    def settle(self, timeout: float) -> None:
+        """Wait up to `timeout` for the upload in flight, ignoring its failure (on an error path)."""
+        try:
+            self.wait(timeout)
+        except Exception:  # the caller is already failing with an error of its own
+            pass
+
+    def seconds_to_save(self, size_bytes: int) -> float | None:
+        """Estimated seconds for a fresh checkpoint to be complete at the run URI (None: unknown)."""
+        if self.last_write_seconds is None:
+            return None
+        upload = 0.0 if self.upload_bytes_per_second is None else size_bytes / self.upload_bytes_per_second
+        return self.last_write_seconds + upload
+
+    def _promote(self, name: str, best: tuple[str, float] | None) -> None:
+        """Upload, mark complete, record best, prune (the background thread's whole job)."""
+        try:
+            rel = run.checkpoint_dir(name)
+            size = sum(f.stat().st_size for f in self.mirror.path(rel).rglob("*") if f.is_file())
+            self.last_size_bytes = size
+            t0 = time.perf_counter()
+            self.mirror.push(rel)
+            self.mirror.path(run.checkpoint_file(name, run.COMPLETE)).write_bytes(b"")
+            self.mirror.push(run.checkpoint_file(name, run.COMPLETE))  # last: now it exists
+            seconds = time.perf_counter() - t0
+            if seconds > 0.05:  # a local run "uploads" in no time: nothing to measure
+                self.upload_bytes_per_second = size / seconds
+            if best is not None:
+                self.mark_best(name, *best)
+            self._prune()
+        except BaseException as error:  # handed to the training thread by wait()
+            self._failure = error
 
     def mark_best(self, name: str, metric: str, value: float) -> None:
         record = {"name": name, "metric": metric, "value": value}

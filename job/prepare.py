@@ -13,24 +13,22 @@ from __future__ import annotations
 
 import logging
 
-from job import storage
+from job import dataset_record, storage
 from job.errors import UserError
 from tfds_covidct import build as builder
+from tfds_covidct.covid_ct.covid_ct_dataset_builder import Builder
 from tfds_covidct.covid_ct.resolutions import RESOLUTIONS
 from tfds_covidct.errors import DatasetError
 
 log = logging.getLogger("covidct")
 
 
-PREPARED = "PREPARED"  # written after every file of a config is in place
+PREPARED = dataset_record.PREPARED
 
 
 def is_prepared(config: str, data_dir: str) -> bool:
-    """Whether covid_ct/<config> in `data_dir` is complete: lets pod start-up skip a rebuild.
-
-    Only the marker counts: an upload cut short by a preemption leaves files but no marker.
-    """
-    return storage.exists(storage.join(data_dir, "covid_ct", config, PREPARED))
+    """Whether covid_ct/<config> in `data_dir` is complete (its record was written last)."""
+    return dataset_record.read(data_dir, config) is not None
 
 
 def prepare(config: str, data_dir: str, manual_dir: str | None = None, demo: bool = False,
@@ -42,13 +40,15 @@ def prepare(config: str, data_dir: str, manual_dir: str | None = None, demo: boo
     if not demo and not manual_dir:
         raise UserError("give --manual-dir DIR with the downloaded scans, or --demo for phantoms")
     storage.check_reachable(data_dir)
+    version = str(Builder.VERSION)
+    wanted = {c: dataset_record.requested(c, manual_dir, demo, version) for c in configs}
     if if_missing:
-        configs = [c for c in configs if not is_prepared(c, data_dir)]
+        configs = [c for c in configs if _needs_build(c, data_dir, wanted[c])]
         if not configs:
-            log.info(f"covid_ct/{config} is already prepared in {data_dir}: nothing to do")
+            log.info(f"covid_ct/{config} is already prepared in {data_dir} from the same source: "
+                     "nothing to do")
             return []
-    if manual_dir:
-        manual_dir = str(storage.local_copy(manual_dir))
+    local_manual = str(storage.local_copy(manual_dir)) if manual_dir else None
     summaries = []
     for c in configs:
         # A rebuilt config replaces the old one whole: stale shards of a larger build must not
@@ -56,10 +56,23 @@ def prepare(config: str, data_dir: str, manual_dir: str | None = None, demo: boo
         storage.delete(storage.join(data_dir, "covid_ct", c))
         with storage.staged_output(data_dir) as local_data_dir:
             try:
-                summary = builder.build(c, str(local_data_dir), manual_dir=manual_dir, demo=demo)
+                summary = builder.build(c, str(local_data_dir), manual_dir=local_manual, demo=demo)
             except DatasetError as e:
                 raise UserError(str(e)) from None
         log.info(summary.line())
         summaries.append(summary)
-        storage.write_bytes(storage.join(data_dir, "covid_ct", c, PREPARED), b"")
+        dataset_record.write(data_dir, c, {**wanted[c], "kept": summary.kept,
+                                           "splits": summary.splits})
     return summaries
+
+
+def _needs_build(config: str, data_dir: str, wanted: dict) -> bool:
+    """--if-missing: build unless the same source already built this config here."""
+    recorded = dataset_record.read(data_dir, config)
+    if recorded is None:
+        return True
+    changed = dataset_record.differences(recorded, wanted)
+    if changed:
+        log.info(f"covid_ct/{config} in {data_dir} was built from something else "
+                 f"({'; '.join(changed)}): rebuilding")
+    return bool(changed)

@@ -1,10 +1,13 @@
 """The run folder's layout and its pure parsers: the one place these names are spelled.
 
     <run>/config.json                     the run's TrainConfig (its identity)
+    <run>/config_history.jsonl            fields changed on resume, one line per resume
     <run>/metrics.jsonl                   one JSON line per epoch
     <run>/events/                         TensorBoard event files
     <run>/samples/epoch_0010.png          the fixed-noise grid after epoch 10; progress.gif
-    <run>/checkpoints/e000010-s00000/     a checkpoint: TF files, state.json, COMPLETE (written last)
+    <run>/checkpoints/e000010-s00000/     a checkpoint: TF files, state.json, COMPLETE (written last);
+                                          e000010-s00000-r2/ when that point was saved before
+                                          (names are never reused: no write under a live marker)
     <run>/checkpoints/best.json           {"name", "metric", "value"} of the best checkpoint
     <run>/generator.keras                 the exported EMA generator
 
@@ -24,6 +27,7 @@ from job import storage
 from job.errors import UserError
 
 CONFIG = "config.json"
+CONFIG_HISTORY = "config_history.jsonl"
 METRICS = "metrics.jsonl"
 EVENTS = "events"
 SAMPLES = "samples"
@@ -35,26 +39,41 @@ STATE = "state.json"  # inside a checkpoint: epoch, step, reason, metrics
 CKPT_PREFIX = "ckpt"  # tf.train.Checkpoint file prefix inside a checkpoint folder
 BEST = f"{CHECKPOINTS}/best.json"
 
-_CHECKPOINT_NAME = re.compile(r"^e(\d{6})-s(\d{5})$")
+_CHECKPOINT_NAME = re.compile(r"^e(\d{6})-s(\d{5})(?:-r(\d+))?$")
 _SAMPLE_NAME = re.compile(r"^epoch_(\d{4,})\.png$")
 
 
 @dataclasses.dataclass(frozen=True)
 class Saved:
-    """A checkpoint by name: `epoch` completed epochs plus `step` steps of the next one."""
+    """A checkpoint by name: `epoch` completed epochs plus `step` steps of the next one; a later
+    save of the same point (a resume that trained it again) has a higher `revision`."""
 
     name: str
     epoch: int
     step: int
+    revision: int = 0
+
+    @property
+    def order(self) -> tuple[int, int, int]:
+        return self.epoch, self.step, self.revision
 
 
-def checkpoint_name(epoch: int, step: int) -> str:
-    return f"e{epoch:06d}-s{step:05d}"
+def checkpoint_name(epoch: int, step: int, revision: int = 0) -> str:
+    return f"e{epoch:06d}-s{step:05d}" + (f"-r{revision}" if revision else "")
 
 
 def parse_checkpoint_name(name: str) -> Saved | None:
     m = _CHECKPOINT_NAME.match(name)
-    return Saved(name, int(m.group(1)), int(m.group(2))) if m else None
+    if not m:
+        return None
+    return Saved(name, int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+
+
+def next_checkpoint_name(existing: Iterable[str], epoch: int, step: int) -> str:
+    """The name for a new checkpoint at (epoch, step): never one already used, complete or not."""
+    taken = {s.revision for s in map(parse_checkpoint_name, existing)
+             if s is not None and (s.epoch, s.step) == (epoch, step)}
+    return checkpoint_name(epoch, step, max(taken) + 1 if taken else 0)
 
 
 def checkpoint_dir(name: str) -> str:
@@ -96,7 +115,7 @@ def parse_listing(files: Iterable[str]) -> Listing:
                 complete.add(parts[1])
         elif len(parts) == 2 and parts[0] == SAMPLES and (m := _SAMPLE_NAME.match(parts[1])):
             epochs.add(int(m.group(1)))
-    saved = sorted((parse_checkpoint_name(n) for n in complete), key=lambda s: (s.epoch, s.step))
+    saved = sorted((parse_checkpoint_name(n) for n in complete), key=lambda s: s.order)
     return Listing(has_config, tuple(saved), tuple(sorted(seen - complete)), tuple(sorted(epochs)))
 
 

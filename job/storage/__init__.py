@@ -16,7 +16,7 @@ transient errors (connection errors, 408, 429, 5xx), so a preemptible job rides 
 """
 
 from job.storage.buckets import NotFound, StorageError
-from job.storage.copies import Mirror, local_copy, staged_output
+from job.storage.copies import Mirror, fingerprint, local_copy, staged_output
 from job.storage.files import (
     absolute, check_reachable, delete, download_dir, exists, join, list_files, pyarrow_filesystem,
     read_bytes, scratch_root, upload_dir, write_bytes,
@@ -24,6 +24,6 @@ from job.storage.files import (
 
 __all__ = [
     "Mirror", "NotFound", "StorageError", "absolute", "check_reachable", "delete", "download_dir",
-    "exists", "join", "list_files", "local_copy", "pyarrow_filesystem", "read_bytes",
+    "exists", "fingerprint", "join", "list_files", "local_copy", "pyarrow_filesystem", "read_bytes",
     "scratch_root", "staged_output", "upload_dir", "write_bytes",
 ]

@@ -6,8 +6,9 @@ names the URI and the problem.
 """
 
 import contextlib
-import functools
 import os
+import threading
+import time
 
 import requests
 from google.api_core import exceptions as api_exceptions
@@ -54,22 +55,52 @@ def emulator_url() -> str | None:
     return value if "://" in value else f"http://{value}"
 
 
+# GKE's metadata server may not answer for a new pod's Workload Identity for a few seconds: the
+# first storage calls wait this long for credentials before giving up (an env var, for tests).
+CREDENTIALS_WAIT_VARIABLE = "COVIDCT_CREDENTIALS_WAIT_SECONDS"
+NO_CREDENTIALS = (
+    "no Google Cloud credentials for gs:// access after {wait:.0f} s: on GKE, the metadata server "
+    "gave this pod no Workload Identity token (check that its Kubernetes service account is bound "
+    "to a Google service account: README, 'Prepare the cluster'); on a workstation, run `gcloud "
+    "auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
+)
+_clients = threading.local()
+
+
 def client() -> storage.Client:
-    return client_for(emulator_url())
+    """One client per endpoint and thread (a background upload has its own: clients are not
+    thread-safe), made on first use: never at import, which must stay offline."""
+    cache = _clients.__dict__.setdefault("by_endpoint", {})
+    emulator = emulator_url()
+    if emulator not in cache:
+        cache[emulator] = _new_client(emulator)
+    return cache[emulator]
 
 
-@functools.cache
-def client_for(emulator: str | None) -> storage.Client:
-    """One client per endpoint, made on first use: never at import, which must stay offline."""
+def _new_client(emulator: str | None) -> storage.Client:
     if emulator is not None:
         return storage.Client(project="test", credentials=AnonymousCredentials())
-    try:
-        return storage.Client()
-    except auth_exceptions.DefaultCredentialsError as error:
-        raise StorageError(
-            "no Google Cloud credentials for gs:// access: run `gcloud auth application-default "
-            "login` or set GOOGLE_APPLICATION_CREDENTIALS"
-        ) from error
+    return with_credentials(storage.Client)
+
+
+def with_credentials(call):
+    """`call()`, retried with backoff while credentials are not there yet (a new pod's Workload
+    Identity), for up to COVIDCT_CREDENTIALS_WAIT_SECONDS (default 60).
+
+    Raises:
+        StorageError (exit 1: may succeed on retry) naming Workload Identity when they never come.
+    """
+    wait = float(os.environ.get(CREDENTIALS_WAIT_VARIABLE, "60"))
+    deadline, delay = time.monotonic() + wait, 0.5
+    while True:
+        try:
+            return call()
+        except (auth_exceptions.DefaultCredentialsError, auth_exceptions.RefreshError,
+                auth_exceptions.TransportError) as error:
+            if time.monotonic() + delay > deadline:
+                raise StorageError(NO_CREDENTIALS.format(wait=wait)) from error
+            time.sleep(delay)
+            delay = min(2 * delay, MAX_BACKOFF_SECONDS)
 
 
 def blob(uri: str) -> storage.Blob:

@@ -19,6 +19,7 @@ from typing import Iterator
 from job.storage.buckets import READ_RETRY_SECONDS, NotFound, blob, errors, retry, timeout
 from job.storage.files import (
     PARTIAL_SUFFIX, copy_file, delete, download_dir, exists, files_below, is_remote, join,
+    size_and_crc32c,
     local_path, read_bytes, scratch_root, sync, upload_dir, write_bytes, write_local,
 )
 
@@ -70,6 +71,28 @@ def local_copy(uri: str) -> Path:
         if old.name != digest and not old.name.startswith("."):
             shutil.rmtree(old, ignore_errors=True)
     return final / name if is_file else final
+
+
+def fingerprint(uri: str) -> str:
+    """A digest of what is at `uri` (a file or a folder): the names, sizes and CRC32C of its files.
+
+    A local folder and its copy in a bucket have the same fingerprint; a bucket's is computed
+    from its listing alone (no download).
+
+    Raises:
+        NotFound: nothing is at `uri`.
+    """
+    if is_remote(uri):
+        entries = _source_listing(uri)[1]
+    else:
+        path = local_path(uri)
+        if path.is_file():
+            entries = [["", *size_and_crc32c(path)]]
+        elif path.is_dir():
+            entries = sorted([rel, *size_and_crc32c(p)] for rel, p in files_below(uri).items())
+        else:
+            raise NotFound(f"cannot read {uri}: no such file or folder")
+    return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
 
 
 def _source_listing(uri: str) -> tuple[bool, list]:

@@ -19,7 +19,7 @@ from google.cloud import storage
 
 from job.storage.buckets import (
     READ_RETRY_SECONDS, SCHEME, StorageError, blob, client, emulator_url, errors, retry,
-    split, timeout,
+    split, timeout, with_credentials,
 )
 
 # Local writes go to a hidden temporary file first; listings ignore leftovers of a killed writer.
@@ -118,8 +118,9 @@ def delete(uri_prefix: str) -> None:
 def check_reachable(uri: str, timeout_seconds: float = 10) -> None:
     """Fail fast, before a run or sweep starts, if `uri` cannot be used.
 
-    For a bucket: that the endpoint answers and the bucket exists (one listing call, no retries).
-    For a local path: that the folder can be created and written.
+    For a bucket: that the endpoint answers and the bucket exists (one listing call, no retries
+    but for credentials that are not there yet: `with_credentials`). For a local path: that the
+    folder can be created and written.
     """
     if not is_remote(uri):
         probe = local_path(uri) / ".write-check"
@@ -129,10 +130,8 @@ def check_reachable(uri: str, timeout_seconds: float = 10) -> None:
         return
     bucket, key = split(uri)
     with errors(uri, "reach"):
-        blobs = client().list_blobs(
-            bucket, prefix=key, max_results=1, timeout=timeout_seconds, retry=None
-        )
-        list(blobs)
+        with_credentials(lambda: list(client().list_blobs(
+            bucket, prefix=key, max_results=1, timeout=timeout_seconds, retry=None)))
 
 
 def pyarrow_filesystem(uri: str):
@@ -189,11 +188,11 @@ def files_below(uri: str, retry_seconds: float = READ_RETRY_SECONDS) -> dict:
 def sync(source: str, target: str, retry_seconds: float) -> None:
     there = files_below(target, retry_seconds)
     for rel, entry in sorted(files_below(source, retry_seconds).items()):
-        if rel not in there or fingerprint(entry) != fingerprint(there[rel]):
+        if rel not in there or size_and_crc32c(entry) != size_and_crc32c(there[rel]):
             copy_file(join(source, rel), join(target, rel), retry_seconds)
 
 
-def fingerprint(entry) -> tuple[int, str]:
+def size_and_crc32c(entry) -> tuple[int, str]:
     """(size, base64 CRC32C): what a bucket listing reports for every object."""
     if isinstance(entry, storage.Blob):
         return entry.size, entry.crc32c

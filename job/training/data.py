@@ -14,12 +14,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from job import storage
+from job import dataset_record, storage
 from job.config import TrainConfig
 from job.errors import ConfigError
 from job.training.augment import AUG_PARAMS
 
-DATASET = "covid_ct"
+DATASET = dataset_record.DATASET
 COVID = "covid"  # the class name the evaluation's classifier treats as positive
 SHUFFLE_SALT = 17  # second word of the per-epoch permutation seed (the first is the epoch seed)
 
@@ -34,6 +34,8 @@ def _builder(config: TrainConfig, split: str) -> tfds.core.DatasetBuilder:
     except storage.NotFound:
         local = None
     builder = tfds.builder(name, data_dir=str(local)) if local is not None else None
+    if builder is not None and os.path.isdir(builder.data_dir):
+        dataset_record.check_trainable(local / DATASET / config.dataset_config, config)
     if builder is None or not os.path.isdir(builder.data_dir) or not builder.info.splits:
         raise ConfigError(
             "data_dir", f"dataset {name} is not prepared in data_dir {config.data_dir!r}; build it first: "

@@ -4,9 +4,12 @@ The loop knows the strategy, the models, the data and the run folder; it reports
 callbacks (the CLI's progress line, Ray Tune's reporter) and knows nothing of Ray or buckets.
 
 Start-up is resume-first: the newest complete checkpoint at the run URI is loaded before anything
-trains, so the same command continues after a crash or a preemption. SIGTERM (what Kubernetes
-sends) saves a checkpoint at the next step boundary and raises `Preempted`; a SIGTERM during an
-epoch's last step finishes that epoch first, so a checkpoint never sits at the end of an epoch.
+trains, so the same command continues after a crash or a preemption; a run URI that holds a run
+with another identity (models, data) is refused. Checkpoints are made every
+`checkpoint_every_epochs` and every `checkpoint_every_minutes`, written locally and uploaded in
+the background (`job.checkpoint`). SIGTERM is handled at the next step boundary
+(`job.training.preemption`); a SIGTERM during an epoch's last step finishes that epoch first, so
+a checkpoint never sits at the end of an epoch.
 """
 
 from __future__ import annotations
@@ -14,15 +17,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import signal
-import threading
 import time
 from typing import Callable, Iterable
 
 import numpy as np
 import tensorflow as tf
 
-from job import run, storage
+from job import storage
 from job.checkpoint import CheckpointStore, restore
 from job.config import TrainConfig, validate
 from job.errors import Diverged, Preempted
@@ -31,6 +32,7 @@ from job.training import data
 from job.training.devices import configure_cpu_replicas, strategy_for
 from job.training.outputs import RunFiles
 from job.training.plan import make_plan
+from job.training.preemption import SigtermFlag, preempt
 from job.training.step import Stepper, build_state, make_generate, make_train_step
 
 log = logging.getLogger("covidct")
@@ -43,35 +45,32 @@ class EpochReport:
     epoch: int  # completed epochs
     epochs: int
     metrics: dict
-    checkpoint_dir: str | None  # local folder of a complete checkpoint written this epoch
+    checkpoint_dir: str | None  # local folder of a checkpoint written this epoch
     run_uri: str
 
 
 Callback = Callable[[EpochReport], None]
 
 
-class _SigtermFlag:
-    """Turns SIGTERM into a flag the loop checks between steps (main thread only)."""
-
-    def __init__(self):
-        self.raised = False
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._set)
-        return self
-
-    def _set(self, signum, frame):
-        self.raised = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
 def _interval(epoch: int, every: int, last: int) -> bool:
     return epoch % every == 0 or epoch == last
+
+
+def _resume(config: TrainConfig, store: CheckpointStore, state, source: str | None) -> None:
+    """Load `source` (or the run URI's newest complete checkpoint) into `state`."""
+    pruned = store.prune_incomplete()
+    if pruned:
+        log.info(f"pruned {len(pruned)} incomplete checkpoint(s) of a killed writer: {', '.join(pruned)}")
+    if source is None and (latest := store.latest()) is not None:
+        source = str(store.fetch(latest))
+    if source is None:
+        return
+    restored = restore(state.checkpoint(), source)
+    log.info(f"resumed from {source}: epoch {restored['epoch']}, step {restored['step']}")
+    # Keras 3 checkpoints the learning rate; the config's value wins (a resumed run with
+    # --set g_lr=..., a PBT trial that was handed a new rate).
+    state.g_opt.learning_rate.assign(config.g_lr)
+    state.d_opt.learning_rate.assign(config.d_lr)
 
 
 def fit(
@@ -88,9 +87,10 @@ def fit(
             (Ray Tune hands trials their checkpoint this way).
 
     Raises:
-        Preempted: SIGTERM arrived; a checkpoint was saved (exit 143).
+        Preempted: SIGTERM arrived (exit 143); the message says which checkpoint counts.
         Diverged: a non-finite loss (exit 2: a retry from the same state repeats it).
-        UserError: bad data, config or storage.
+        ConfigError: a bad value, a changed run identity, a batch larger than the data (exit 2).
+        StorageError: the run URI or data_dir cannot be used (exit 1).
     """
     validate(config)
     configure_cpu_replicas(config.cpu_replicas)
@@ -106,30 +106,20 @@ def fit(
     log.info(plan.describe(config))
 
     files = RunFiles(config)
+    files.record_config()
     store = CheckpointStore(files.mirror, config.keep_checkpoints)
     state = build_state(config, strategy)
     ckpt = state.checkpoint()
-    source = resume_from
-    if source is None and (latest := store.latest()) is not None:
-        source = str(store.fetch(latest))
-    if source is not None:
-        restored = restore(ckpt, source)
-        log.info(f"resumed from {source}: epoch {restored['epoch']}, step {restored['step']}")
-        # Keras 3 checkpoints the learning rate; the config's value wins (a resumed run with
-        # --set g_lr=..., a PBT trial that was handed a new rate).
-        state.g_opt.learning_rate.assign(config.g_lr)
-        state.d_opt.learning_rate.assign(config.d_lr)
+    _resume(config, store, state, resume_from)
     if int(state.step.numpy()) >= plan.steps_per_epoch:
         # Written by a version that saved after an epoch's last step: that epoch is trained.
         state.epoch.assign_add(1)
         state.step.assign(0)
-    files.write_config()
-    start_epoch = int(state.epoch.numpy())
+    start_epoch, skip = int(state.epoch.numpy()), int(state.step.numpy())
     files.resume_history(start_epoch)
     if start_epoch >= config.epochs:
         log.info(f"run already complete: {start_epoch}/{config.epochs} epochs")
 
-    skip = int(state.step.numpy())  # steps of the first epoch done before a SIGTERM
     stepper = Stepper(config, make_train_step(config, state, strategy),
                       images_seen=(start_epoch * plan.steps_per_epoch + skip) * config.global_batch_size)
     generate = make_generate(state)
@@ -143,70 +133,79 @@ def fit(
     good_epoch = start_epoch
     last = {}
     epoch_seconds = []
+    saved_at = time.monotonic()
 
-    with _SigtermFlag() as sigterm:
+    with SigtermFlag() as sigterm:
         batches = iter(strategy.experimental_distribute_dataset(
             data.run_batches(images, config, start_epoch, skip_batches=skip)))
-        for epoch in range(start_epoch, config.epochs):
-            t0 = time.perf_counter()
-            totals, steps = None, 0
-            resumed = skip if epoch == start_epoch else 0
-            for _ in range(plan.steps_per_epoch - resumed):
-                if sigterm.raised:
+        try:
+            for epoch in range(start_epoch, config.epochs):
+                t0 = time.perf_counter()
+                totals, steps = None, 0
+                resumed = skip if epoch == start_epoch else 0
+                for _ in range(plan.steps_per_epoch - resumed):
                     step = int(state.step.numpy())
-                    latest = store.latest()
-                    if latest is None or (latest.epoch, latest.step) != (epoch, step):
-                        store.save(ckpt, epoch, step, {"reason": "SIGTERM"})
-                    raise Preempted(
-                        f"SIGTERM: saved a checkpoint after {epoch} epochs and {step} steps in "
-                        f"{store.uri}; run the same command to resume")
-                out = stepper(next(batches))
-                totals = out if totals is None else {k: totals[k] + out[k] for k in out}
-                steps += 1
-                state.step.assign_add(1)
-            done = epoch + 1
-            seconds = time.perf_counter() - t0
-            epoch_seconds.append(seconds)
-            m = {k: float(v.numpy()) / steps for k, v in totals.items()}
-            if not all(math.isfinite(v) for v in m.values()):
-                raise Diverged(
-                    f"non-finite loss in epoch {done} ({m}); epochs {good_epoch + 1}..{done} since "
-                    f"the last checkpoint at epoch {good_epoch} are lost, that checkpoint is intact. "
-                    "A retry from it with the same settings diverges again: continue from an "
-                    "earlier checkpoint with a lower learning rate (--set g_lr=... d_lr=...)",
-                    epoch=done, last_good_epoch=good_epoch)
-            state.epoch.assign(done)
-            state.step.assign(0)
-            m["images_per_second"] = steps * config.global_batch_size / seconds
-            m["kimg"] = done * plan.kimg_per_epoch
-            m["seconds"] = seconds
+                    if sigterm.raised:
+                        raise preempt(store, ckpt, epoch, step, config.grace_seconds, sigterm,
+                                      {"reason": "SIGTERM"})
+                    minutes = config.checkpoint_every_minutes
+                    if minutes and time.monotonic() - saved_at >= 60 * minutes and step and not store.uploading:
+                        store.save(ckpt, epoch, step, {"reason": "wall clock"})
+                        saved_at = time.monotonic()
+                    out = stepper(next(batches))
+                    totals = out if totals is None else {k: totals[k] + out[k] for k in out}
+                    steps += 1
+                    state.step.assign_add(1)
+                done = epoch + 1
+                seconds = time.perf_counter() - t0
+                epoch_seconds.append(seconds)
+                m = {k: float(v.numpy()) / steps for k, v in totals.items()}
+                if not all(math.isfinite(v) for v in m.values()):
+                    raise Diverged(
+                        f"non-finite loss in epoch {done} ({m}); epochs {good_epoch + 1}..{done} "
+                        f"since the last checkpoint at epoch {good_epoch} are lost, that checkpoint "
+                        "is intact. A retry from it with the same settings diverges again: continue "
+                        "from an earlier checkpoint with a lower learning rate (--set g_lr=... d_lr=...)",
+                        epoch=done, last_good_epoch=good_epoch)
+                state.epoch.assign(done)
+                state.step.assign(0)
+                m["images_per_second"] = steps * config.global_batch_size / seconds
+                m["kimg"] = done * plan.kimg_per_epoch
+                m["seconds"] = seconds
 
-            preempted = sigterm.raised  # arrived during the last step: no time for metrics
-            if _interval(done, config.metrics_every_epochs, config.epochs) and not preempted:
-                fake = _generate_all(generate, metric_z)
-                m.update(registry.compute(registry.run_metrics(extractor is not None), real, fake,
-                                          seed=config.seed, extractor=extractor))
-            if _interval(done, config.sample_every_epochs, config.epochs) and not preempted:
-                files.save_samples(done, generate(grid_z).numpy())
-            files.log_metrics(done, m)
+                preempted = sigterm.raised  # arrived during the last step: no time for metrics
+                if _interval(done, config.metrics_every_epochs, config.epochs) and not preempted:
+                    fake = _generate_all(generate, metric_z)
+                    m.update(registry.compute(registry.run_metrics(extractor is not None), real,
+                                              fake, seed=config.seed, extractor=extractor))
+                if _interval(done, config.sample_every_epochs, config.epochs) and not preempted:
+                    files.save_samples(done, generate(grid_z).numpy())
+                files.log_metrics(done, m)
+                if preempted:
+                    raise preempt(store, ckpt, done, 0, config.grace_seconds, sigterm,
+                                  {"reason": "SIGTERM", "metrics": m})
 
-            checkpoint_dir = None
-            if preempted or _interval(done, config.checkpoint_every_epochs, config.epochs):
-                checkpoint_dir = str(store.save(ckpt, done, 0, {"metrics": m}))
-                good_epoch = done
-                value = m.get(selection)
-                if value is not None and registry.is_better(selection, value, best_value):
-                    best_value = value
-                    store.mark_best(run.checkpoint_name(done, 0), selection, value)
-            if preempted:
-                raise Preempted(f"SIGTERM: saved a checkpoint after {done} epochs in {store.uri}; "
-                                "run the same command to resume")
-            eta = np.mean(epoch_seconds[-5:]) * (config.epochs - done)
-            log.info(_progress_line(done, config.epochs, m, eta))
-            report = EpochReport(done, config.epochs, m, checkpoint_dir, files.uri)
-            for callback in callbacks:
-                callback(report)
-            last = m
+                checkpoint_dir = None
+                if _interval(done, config.checkpoint_every_epochs, config.epochs):
+                    value = m.get(selection)
+                    better = value is not None and registry.is_better(selection, value, best_value)
+                    checkpoint_dir = str(store.save(ckpt, done, 0, {"metrics": m},
+                                                    best=(selection, value) if better else None))
+                    best_value = value if better else best_value
+                    good_epoch, saved_at = done, time.monotonic()
+                eta = np.mean(epoch_seconds[-5:]) * (config.epochs - done)
+                log.info(_progress_line(done, config.epochs, m, eta))
+                report = EpochReport(done, config.epochs, m, checkpoint_dir, files.uri)
+                for callback in callbacks:
+                    callback(report)
+                last = m
+            store.wait()  # the last checkpoint is complete in the run URI before the run ends
+        except Preempted:
+            raise  # `preempt` spent the grace budget; waiting longer would end in SIGKILL
+        except BaseException:
+            # Let the last good checkpoint's upload finish; its own failure must not hide this one.
+            store.settle(timeout=config.storage_retry_seconds)
+            raise
 
     files.export(state.ema_generator)
     files.close()

@@ -14,7 +14,8 @@ import numpy as np
 import tensorflow as tf
 
 from job import images, run, storage
-from job.config import TrainConfig
+from job.config import TrainConfig, identity_changes
+from job.errors import ConfigError
 
 
 class RunFiles:
@@ -26,7 +27,32 @@ class RunFiles:
         self.mirror = storage.Mirror(self.uri, config.storage_retry_seconds)
         self._writer = None
 
-    def write_config(self) -> None:
+    def record_config(self) -> None:
+        """Write config.json, the run's identity; on a resume, refuse a changed identity.
+
+        Raises:
+            ConfigError (exit 2): the run URI holds a run whose identity fields (models, data,
+                precision: `config.identity_changes`) differ from this config. Changes to
+                resumable fields (epochs, intervals, learning rates...) are allowed and appended
+                to config_history.jsonl.
+        """
+        uri = storage.join(self.uri, run.CONFIG)
+        if storage.exists(uri):
+            recorded = json.loads(run.read_config_text(self.uri))
+            changed = identity_changes(recorded, self.config)
+            if changed:
+                fields = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+                raise ConfigError(next(iter(changed)), (
+                    f"{self.uri} is a run with other settings ({fields}); these change the "
+                    "checkpoint's shapes or the data, so it cannot resume: give another --run, "
+                    "or keep the recorded values"))
+            now = self.config.to_dict()
+            resumed = {k: [recorded.get(k), v] for k, v in now.items() if recorded.get(k, v) != v}
+            if resumed:
+                self.mirror.pull(run.CONFIG_HISTORY)
+                with open(self.mirror.path(run.CONFIG_HISTORY), "a") as f:
+                    f.write(json.dumps({"changed": resumed}) + "\n")
+                self.mirror.push(run.CONFIG_HISTORY)
         text = json.dumps(self.config.to_dict(), indent=1, sort_keys=True)
         self.mirror.path(run.CONFIG).write_text(text)
         self.mirror.push(run.CONFIG)
