@@ -13,7 +13,7 @@ def _gray(index, label="covid", layout="plain"):
 
 
 def _candidate(name, gray, sha=None):
-    return dedupe.Candidate(name, sha or f"{name:0>64}", dedupe.signature(gray), gray.size)
+    return dedupe.Candidate(name, sha or f"{name:0>64}", dedupe.thumbnail(gray), gray.size)
 
 
 def _jpeg_copy(gray, scale):
@@ -48,10 +48,46 @@ def test_demo_phantoms_are_all_distinct():
     assert dedupe.find_duplicates(candidates) == []
 
 
-def test_hamming_and_correlation_matrices():
-    hashes = np.array([0, 0b1011, 2**64 - 1], dtype=np.uint64)
-    d = dedupe.hamming_matrix(hashes)
-    assert d[0, 1] == 3 and d[0, 2] == 64 and d[1, 1] == 0
-    sig = np.arange(1024, dtype=np.uint8).reshape(32, 32)
-    c = dedupe.correlation_matrix(np.stack([sig, sig, np.zeros_like(sig)]))
-    assert np.isclose(c[0, 1], 1.0) and c[0, 2] == 0.0
+def _frame(gray, box):
+    x0, y0, x1, y1 = box
+    return gray[y0:y1, x0:x1]
+
+
+def test_recropped_rescaled_reencoded_copy_is_grouped_and_an_unrelated_scan_is_not():
+    """The dedupe must say "bad" both ways: a copy cut by 7 px on one side and 1 px on the other
+    (the issue's case), or cut 4% per side, shrunk and saved as JPEG, joins its original's family;
+    another scan of the same kind does not."""
+    original = _gray(3)
+    h, w = original.shape
+    recropped = _frame(original, (7, 0, w - 1, h))
+    shrunk = _jpeg_copy(_frame(original, (int(0.04 * w), int(0.03 * h), w - int(0.04 * w), h - int(0.02 * h))), 0.8)
+    candidates = [
+        _candidate("original", original),
+        _candidate("recropped", recropped),
+        _candidate("shrunk_jpeg", shrunk),
+        _candidate("unrelated", _gray(4)),
+        _candidate("unrelated_2", _gray(5, "non_covid")),
+    ]
+    result = {d.id: d for d in dedupe.find_duplicates(candidates)}
+    assert set(result) == {"recropped", "shrunk_jpeg"}, result
+    assert all(d.of == "original" and d.kind == "near" for d in result.values())
+    assert result["recropped"].correlation >= dedupe.NEAR_DETAIL_CORRELATION
+
+
+def test_verification_finds_the_crop_and_rejects_a_different_scan():
+    a = dedupe.thumbnail(_gray(0)).astype(np.float32)
+    gray = _gray(0)
+    h, w = gray.shape
+    b = dedupe.thumbnail(_frame(gray, (int(0.05 * w), 0, w, h))).astype(np.float32)
+    c = dedupe.thumbnail(_gray(1)).astype(np.float32)
+    scores, crops = dedupe.verify(np.stack([a, a]), np.stack([b, c]))
+    assert scores[0] > 0.97 and scores[1] < 0.5, scores
+    assert crops[0].startswith("x:+0.05"), crops[0]  # 5% of the width cut on the left
+
+
+def test_candidate_stage_is_linear_in_practice():
+    """10k unrelated thumbnails: the coarse index proposes at most COARSE_NEIGHBOURS per scan."""
+    rng = np.random.default_rng(0)
+    thumbs = rng.integers(0, 255, (10_000, 64, 64)).astype(np.float32)
+    pairs = dedupe.candidate_pairs(thumbs)
+    assert len(pairs) <= dedupe.COARSE_NEIGHBOURS * len(thumbs)
