@@ -10,7 +10,8 @@ from tfds_covidct.covid_ct.resolutions import RESOLUTIONS
 class CovidCtTest(tfds.testing.DatasetBuilderTestCase):
     DATASET_CLASS = covid_ct_dataset_builder.Builder
     BUILDER_CONFIG_NAMES_TO_TEST = list(RESOLUTIONS)
-    # 16 phantoms + 1 exact copy + 1 zero-byte file: 16 kept, split by sha256.
+    # 16 phantoms (8 papers, 8 patients) + 1 exact copy + 1 zero-byte file: 16 kept; the split is
+    # drawn per group (sha256 of the group key): paper:phantom-paper-0 is the one test group.
     SPLITS = {"train": 15, "test": 1}
     SKIP_CHECKSUMS = True  # manual download: no URL is fetched
 

@@ -33,7 +33,7 @@ def main() -> None:
         image = Image.fromarray(fig.rgb)
         image.thumbnail((300, 300))
         fmt = "JPEG" if i == 1 else "PNG"  # JPEG data in a .png file, like the real archive
-        image.save(covid / f"covid_{i}.png", format=fmt, quality=85)
+        image.save(covid / f"phantom-paper-{i}-p1-1%0.png", format=fmt, quality=85)  # one paper each
         fig = phantoms.figure(i, "non_covid", layout, seed=7)
         image = Image.fromarray(fig.rgb).convert("L")
         image.thumbnail((300, 300))
