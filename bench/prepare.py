@@ -32,11 +32,22 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     (summary,) = prepare(args.config, args.data_dir, manual_dir=args.manual_dir, demo=args.demo)
     seconds = time.perf_counter() - t0
+    audit = json.loads(open(summary.audit_json, encoding="utf-8").read())["summary"]
     print(json.dumps({
         "seconds": seconds,
         "found": summary.found,
         "kept": summary.kept,
         "splits": summary.splits,
+        "seconds_per_750_scans": seconds * 750 / max(1, summary.found),
+        # Dedupe and split figures of the build (issue 15): near-duplicate families, files in them,
+        # patient/paper groups, how many went to test, and groups with scans on both sides (0).
+        "duplicates": summary.duplicates,
+        "families": audit.get("families"),
+        "family_members": audit.get("family_members"),
+        "label_conflicts": summary.rejected_by_reason.get("duplicate_label_conflict", 0),
+        "groups": audit.get("groups"),
+        "test_groups": audit.get("test_groups"),
+        "groups_in_both_splits": audit.get("groups_in_both_splits"),
         "synthetic": summary.synthetic,
         # The builder decodes in worker processes: count their peak too (the largest child).
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

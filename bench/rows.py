@@ -90,5 +90,10 @@ def write_json(rows: Iterable[Row], path: str | pathlib.Path) -> None:
     out.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def without_verdict(r: Row) -> Row:
+    """The row with no target and no verdict (for runs whose figures are not meaningful)."""
+    return dataclasses.replace(r, target=None, met=None)
+
+
 def missed(rows: Iterable[Row]) -> list[Row]:
     return [r for r in rows if r.met is False]

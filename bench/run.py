@@ -3,6 +3,14 @@
 Step throughput (with the device's peak timed in the same rounds) runs one process per setting
 (`bench.throughput`) and prepare one process (`bench.prepare`), so each reports its own peak RSS;
 the input pipeline and the quality run happen in this process. Every figure the rows hold comes from this one run.
+
+The `seed336x504` group prices the long run: its step against the tutorial-style reference at the
+same size, FLOP/s against the peak measured in the same rounds, peak memory, a checkpoint's bytes
+and save time, and from those the whole 2250-epoch run on this machine (measured) and on 1 and 8
+GPUs (an estimate, `bench.projection`, with its arithmetic in the row's note).
+
+`--quick` figures are not meaningful (tiny models, short budgets), so its rows carry no target
+and no verdict.
 """
 
 from __future__ import annotations
@@ -17,13 +25,13 @@ import tempfile
 import time
 from typing import Callable
 
-from bench import sources
-from bench.rows import Row, row
-from bench.throughput import (FEATURE_SETTING, GPU_ONLY, MULTI, MULTI_XLA, NO_XLA, QUICK_SETTINGS,
-                              SETTINGS, setting_config)
+from bench import projection, sources
+from bench.rows import Row, row, without_verdict
+from bench.throughput import (FEATURE_SETTING, LARGE_SETTING, MULTI, MULTI_XLA, NO_XLA,
+                              QUICK_SETTINGS, SETTINGS, setting_config)
 from job.config import override
 
-GROUPS = ("step", "hardware", "scaling", "memory", "pipeline", "prepare", "quality")
+GROUPS = ("step", "hardware", "scaling", "memory", "pipeline", "prepare", "quality", LARGE_SETTING)
 LABELS = {"seed28": "seed28 28x28", "64": "64x64", "128": "128x128", "seed336x504": "seed336x504"}
 PREPARE_TARGET_SCANS, PREPARE_TARGET_SECONDS = 750, 60.0
 QUALITY_BUDGET_SECONDS = {True: 8.0, False: 300.0}  # early SWD moves fast: 5 min steadies it
@@ -53,8 +61,9 @@ def _worker(module: str, args: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _settings(gpu: bool, quick: bool) -> list[str]:
-    return [s for s in SETTINGS if (gpu or s not in GPU_ONLY) and (not quick or s in QUICK_SETTINGS)]
+def _settings(quick: bool) -> list[str]:
+    """The settings the step, hardware and memory groups measure (the long run is its own group)."""
+    return [s for s in SETTINGS if s != LARGE_SETTING and (not quick or s in QUICK_SETTINGS)]
 
 
 def _images_per_second(result: dict) -> dict[str, float]:
@@ -69,13 +78,13 @@ def step_rows(setting: str, result: dict) -> list[Row]:
     ips = _images_per_second(result)
     ref = ips["reference"]
     feature = setting == FEATURE_SETTING
-    rows = [
-        row(f"step {label}: reference (tutorial-style)", ref, "img/s"),
-        row(f"step {label}: job, aug+EMA off (same architecture)", ips["job plain"], "img/s",
-            reference=ref, target=TARGET_PLAIN_VS_REFERENCE if feature else None),
-        row(f"step {label}: job defaults (aug+EMA on, XLA)", ips["job defaults"], "img/s",
-            reference=ref, target=TARGET_DEFAULTS_VS_REFERENCE if feature else None),
-    ]
+    rows = [row(f"step {label}: reference (tutorial-style)", ref, "img/s")]
+    if "job plain" in ips:  # not timed for the long run, whose steps take seconds
+        rows.append(row(f"step {label}: job, aug+EMA off (same architecture)", ips["job plain"],
+                        "img/s", reference=ref,
+                        target=TARGET_PLAIN_VS_REFERENCE if feature else None))
+    rows.append(row(f"step {label}: job defaults (aug+EMA on, XLA)", ips["job defaults"], "img/s",
+                    reference=ref, target=TARGET_DEFAULTS_VS_REFERENCE if feature else None))
     if NO_XLA in ips:
         rows.append(row(f"step {label}: job defaults, XLA off (--set xla=off)", ips[NO_XLA],
                         "img/s", reference=ref))
@@ -215,19 +224,48 @@ def quality_rows(measured: dict, source: sources.Source, budget: float, png: str
     ]
 
 
+def long_run_rows(result: dict, config) -> list[Row]:
+    """The long run's rows: step, FLOP/s, memory, checkpoint, and the whole run projected."""
+    label = LABELS[LARGE_SETTING]
+    rows = step_rows(LARGE_SETTING, result) + hardware_rows(LARGE_SETTING, result)
+    rows += memory_rows(LARGE_SETTING, result)
+    ckpt = result["checkpoint"]
+    rows += [
+        row(f"checkpoint {label}: bytes on disk", ckpt["bytes"] / 1e6, "MB", better="lower",
+            note="G, D, EMA G, both Adams, epoch and step: the job's CheckpointStore.save"),
+        row(f"checkpoint {label}: save time, local disk", ckpt["seconds"], "s", better="lower",
+            note="write + promote into a local run folder; a bucket adds the upload, in the background"),
+    ]
+    images = projection.FULL_TRAIN_IMAGES
+    step = result["seconds_per_step"]["job defaults"]
+    device = result["device"]
+    measured = projection.run_cost(config, images, step, ckpt["seconds"])
+    rows.append(row(
+        f"projection {label}: {config.epochs} epochs on this machine ({device}, measured step)",
+        measured.hours, "h", better="lower",
+        note=f"{images} training images / batch {config.global_batch_size}: {measured.arithmetic()}"))
+    for gpus in (1, 8):
+        per_step = projection.gpu_seconds_per_step(result["flops_per_step"], gpus)
+        cost = projection.run_cost(config, images, per_step, ckpt["seconds"])
+        rows.append(row(
+            f"projection {label}: {config.epochs} epochs on {gpus} x {projection.L4.name} "
+            f"(estimate)", cost.hours, "h", reference=measured.hours, better="lower",
+            note=f"{projection.assumptions(gpus)}: {result['flops_per_step'] / 1e12:.3g} TFLOP "
+                 f"per step of {config.global_batch_size} images; {cost.arithmetic()}; "
+                 f"reference = the {device} figure"))
+    return rows
+
+
 # --------------------------------------------------------------------------- the run
 
 
 def run(quick: bool, only: list[str] | None, out_dir: pathlib.Path,
         progress: Callable[[str], None] = print) -> list[Row]:
     """Measure the selected groups (all by default); returns the rows in a fixed order."""
-    import tensorflow as tf
-
     groups = set(only or GROUPS)
-    gpu = bool(tf.config.list_physical_devices("GPU"))
     rows: list[Row] = []
     need_steps = groups & {"step", "hardware", "memory"}
-    settings = _settings(gpu, quick) if need_steps else []
+    settings = _settings(quick) if need_steps else []
     if groups & {"scaling", "pipeline"} and FEATURE_SETTING not in settings:
         settings.append(FEATURE_SETTING)
 
@@ -246,6 +284,13 @@ def run(quick: bool, only: list[str] | None, out_dir: pathlib.Path,
             rows += memory_rows(setting, results[setting])
     if "scaling" in groups:
         rows += scaling_rows(results[FEATURE_SETTING])
+    if LARGE_SETTING in groups:
+        progress(f"the long run, {LABELS[LARGE_SETTING]}: steps, peak, checkpoint (own process)")
+        args = ["--setting", LARGE_SETTING, "--rounds", str(ROUNDS), "--checkpoint"] + (
+            ["--quick"] if quick else [])
+        results[LARGE_SETTING] = _worker("bench.throughput", args)
+        (out_dir / "bench_raw.json").write_text(json.dumps(results, indent=1) + "\n")
+        rows += long_run_rows(results[LARGE_SETTING], setting_config(LARGE_SETTING, quick))
 
     if groups & {"pipeline", "prepare", "quality"}:
         with tempfile.TemporaryDirectory(prefix="covidct-bench-") as scratch:
@@ -254,7 +299,7 @@ def run(quick: bool, only: list[str] | None, out_dir: pathlib.Path,
         rows.append(row("memory bench process (peaks, pipeline, quality): peak RSS",
                         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MB",
                         better="lower"))
-    return rows
+    return [without_verdict(r) for r in rows] if quick else rows
 
 
 def _data_rows(groups, quick, scratch, out_dir, results, progress) -> list[Row]:

@@ -33,6 +33,7 @@ class Runner:
     step: Callable[[object], object]
     batches: Iterator  # endless, as the training loop reads them
     replicas: int = 1
+    state: object = None  # the job's GanState (None for the reference): what a checkpoint saves
 
     def run(self, steps: int) -> float:
         out = None
@@ -62,7 +63,7 @@ def job_runner(
     source = tf.data.Dataset.from_tensor_slices(images).cache()
     batches = iter(strategy.experimental_distribute_dataset(run_batches(source, config, 0)))
     return Runner(name, config, state.generator, state.discriminator, step, batches,
-                  strategy.num_replicas_in_sync)
+                  strategy.num_replicas_in_sync, state)
 
 
 CPU_REPLICAS = 2  # logical CPU devices the bench splits the CPU into (before TF initialises)

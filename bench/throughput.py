@@ -1,6 +1,7 @@
 """Train-step throughput of the job against the tutorial-style reference, one setting per process.
 
     python -m bench.throughput --setting 64 [--quick]    # prints one JSON line; bench/__main__ reads it
+    python -m bench.throughput --setting seed336x504 --checkpoint   # + a checkpoint's bytes and save time
 
 Each setting runs in its own process so its peak RSS is its own. In that process the job's
 variants and the reference are built, warmed up (the first call traces), and then timed in
@@ -38,7 +39,7 @@ SETTINGS = {
     "128": lambda: override(resolve("default"), dict(dataset_config="128")),
     "seed336x504": lambda: resolve("seed336x504"),
 }
-GPU_ONLY = ("seed336x504",)
+LARGE_SETTING = "seed336x504"  # the long run: its own bench group (`python -m bench --only seed336x504`)
 MULTI = "job defaults, multi-replica"  # xla=auto: off, batch norm synchronised
 MULTI_XLA = "job defaults, multi-replica, XLA on"  # batch norm per replica
 NO_XLA = "job defaults, XLA off"
@@ -60,6 +61,10 @@ def variant_plan(setting: str, quick: bool, gpu: bool) -> list[tuple[str, dict, 
     How: "reference", "job" (1-replica MirroredStrategy), "job-no-strategy" (the default
     strategy) or "job-multi" (every GPU, or 2 logical CPU devices; the same global batch).
     """
+    mixed = ("job XLA + mixed precision", dict(precision="mixed_float16"), "job")
+    if setting == LARGE_SETTING:  # a step takes seconds on a CPU: the figures the long run needs
+        plan = [("reference", {}, "reference"), ("job defaults", {}, "job")]
+        return plan + ([(NO_XLA, dict(xla="off"), "job")] if not quick else []) + ([mixed] if gpu else [])
     plan = [("reference", {}, "reference"), ("job plain", PLAIN, "job"), ("job defaults", {}, "job")]
     if not quick or setting == FEATURE_SETTING:
         plan.append((NO_XLA, dict(xla="off"), "job"))
@@ -75,7 +80,7 @@ def variant_plan(setting: str, quick: bool, gpu: bool) -> list[tuple[str, dict, 
     if not quick:
         plan.append((MULTI_XLA, dict(xla="on"), "job-multi"))
     if gpu:
-        plan.append(("job XLA + mixed precision", dict(precision="mixed_float16"), "job"))
+        plan.append(mixed)
     return plan
 
 
@@ -83,8 +88,27 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def measure(setting: str, quick: bool, rounds: int) -> dict:
-    """Median seconds per step of every variant of `setting`, FLOPs per step and peak memory."""
+def save_checkpoint(runner) -> dict:
+    """Bytes and seconds of one checkpoint of `runner`'s state, saved by the job's own protocol
+    (`CheckpointStore.save` into a local run folder: write, then promote; no upload)."""
+    import pathlib
+    import tempfile
+
+    from job import storage
+    from job.checkpoint import CheckpointStore
+
+    with tempfile.TemporaryDirectory(prefix="covidct-bench-ckpt-") as run_dir:
+        store = CheckpointStore(storage.Mirror(run_dir), keep=1)
+        t0 = time.perf_counter()
+        folder = store.save(runner.state.checkpoint(), 0, 0, {}, background=False)
+        seconds = time.perf_counter() - t0
+        size = sum(f.stat().st_size for f in pathlib.Path(folder).rglob("*") if f.is_file())
+    return {"bytes": size, "seconds": seconds}
+
+
+def measure(setting: str, quick: bool, rounds: int, checkpoint: bool = False) -> dict:
+    """Median seconds per step of every variant of `setting`, FLOPs per step and peak memory
+    (and, with `checkpoint`, a checkpoint of the job-defaults state: bytes and save seconds)."""
     import tensorflow as tf
 
     from bench import hardware, runners
@@ -140,6 +164,8 @@ def measure(setting: str, quick: bool, rounds: int) -> dict:
     }
     if gpus:
         result["gpu_peak_mb"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+    if checkpoint:
+        result["checkpoint"] = save_checkpoint(next(r for r in built if r.name == "job defaults"))
     return result
 
 
@@ -148,9 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setting", choices=sorted(SETTINGS), required=True)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--checkpoint", action="store_true",
+                        help="also save one checkpoint of the job-defaults state (bytes, seconds)")
     args = parser.parse_args(argv)
     configure_cpu_replicas(2)  # bench.runners.CPU_REPLICAS (importing it would start TF first)
-    print(json.dumps(measure(args.setting, args.quick, args.rounds)))
+    print(json.dumps(measure(args.setting, args.quick, args.rounds, args.checkpoint)))
     return 0
 
 

@@ -1,5 +1,5 @@
-"""`python -m bench --quick` runs end to end and writes well-formed rows (targets are not asserted
-here: they belong to `python -m bench --check`)."""
+"""`python -m bench --quick` runs end to end and writes well-formed rows with no verdicts (targets
+belong to full runs and `python -m bench --check`)."""
 
 import json
 import math
@@ -107,11 +107,13 @@ def test_quick_bench_writes_finite_rows(tmp_path):
             if key == "value" or r[key] is not None:
                 assert isinstance(r[key], (int, float)) and math.isfinite(r[key]), (key, r)
         assert (r["reference"] is None) == (r["ratio"] is None), r
-        assert r["met"] is None if r["target"] is None else isinstance(r["met"], bool), r
+        assert r["target"] is None and r["met"] is None, r  # --quick figures get no verdict
         assert r["better"] in ("higher", "lower")
     prefixes = {n.split(" ")[0] for n in names}
     assert {"step", "cost", "flops", "utilisation", "peak", "scaling", "memory", "pipeline",
-            "prepare", "quality"} <= prefixes, prefixes
+            "prepare", "quality", "checkpoint", "projection"} <= prefixes, prefixes
+    assert any(n.startswith("step seed336x504") for n in names)
+    assert "MISSED" not in proc.stdout + proc.stderr
     assert (tmp_path / "bench_quality.png").stat().st_size > 0
     assert "| benchmark |" in proc.stdout
 
@@ -129,3 +131,45 @@ def test_reference_is_the_jobs_architecture_with_the_tutorials_batch_norm():
         assert ref.count_params() == job.count_params()
         bns = [l for l in ref.layers if isinstance(l, keras.layers.BatchNormalization)]
         assert bns and not any(l.synchronized for l in bns)
+
+
+def test_the_long_run_rows_price_the_step_the_checkpoint_and_the_whole_run():
+    # A made-up CPU result with round numbers: the rows' arithmetic can be checked by hand.
+    from bench import projection
+    from bench.run import long_run_rows
+    from bench.throughput import LARGE_SETTING, NO_XLA, variant_plan
+    from job.config import resolve
+
+    assert [v for v, _, _ in variant_plan(LARGE_SETTING, False, False)] == ["reference", "job defaults", NO_XLA]
+    assert "job XLA + mixed precision" in [v for v, _, _ in variant_plan(LARGE_SETTING, False, True)]
+    config = resolve("seed336x504")
+    result = {"batch": 16, "device": "CPU", "flops_per_step": 1.0e12, "peak_rss_mb": 9000.0,
+              "seconds_per_step": {"reference": 20.0, "job defaults": 10.0, NO_XLA: 16.0},
+              "peaks": {"matmul_n": 2048, "conv_shape": [16, 32, 256, 3],
+                        "dense_flops_per_s": 1.0e11, "conv_flops_per_s": 1.25e11},
+              "checkpoint": {"bytes": 167e6, "seconds": 2.0}}
+    rows = {r.name: r for r in long_run_rows(result, config)}
+    step = rows["step seed336x504: job defaults (aug+EMA on, XLA)"]
+    assert step.value == 1.6 and step.ratio == 2.0  # 16 images / 10 s, vs 16 / 20 s
+    assert rows["utilisation seed336x504: job defaults, % of dense peak"].value == 100.0
+    assert rows["checkpoint seed336x504: bytes on disk"].value == 167.0
+    steps = 2250 * (projection.FULL_TRAIN_IMAGES // 16)
+    cpu = rows["projection seed336x504: 2250 epochs on this machine (CPU, measured step)"]
+    assert math.isclose(cpu.value, (steps * 10.0 + 90 * 2.0) / 3600)
+    one = rows["projection seed336x504: 2250 epochs on 1 x NVIDIA L4 (estimate)"]
+    per_step = 1.0e12 / (30.3e12 * projection.ASSUMED_GPU_UTILISATION)
+    assert math.isclose(one.value, (steps * per_step + 90 * 2.0) / 3600)
+    eight = rows["projection seed336x504: 2250 epochs on 8 x NVIDIA L4 (estimate)"]
+    per_step8 = per_step / (8 * projection.ASSUMED_MULTI_GPU_EFFICIENCY)
+    assert math.isclose(eight.value, (steps * per_step8 + 90 * 2.0) / 3600)
+    assert one.reference == cpu.value and "estimate" in one.note and f"{steps:,} steps" in one.note
+    assert all(r.target is None for r in rows.values())
+
+
+def test_quick_rows_carry_no_verdict():
+    from bench.rows import without_verdict
+
+    missed = row("q", 90.0, "SWD", reference=100.0, target=0.7, better="lower")
+    quiet = without_verdict(missed)
+    assert missed.met is False and quiet.target is None and quiet.met is None
+    assert quiet.ratio == missed.ratio and "MISSED" not in table([quiet])

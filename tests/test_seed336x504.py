@@ -1,0 +1,110 @@
+"""The long run's size, 336x504, on the CPU: the step's replica equality, a resumed run, and the
+seed336x504 preset training on the real sample until it writes a full-resolution sample grid.
+
+All heavy (a 336x504 step at the preset's widths takes seconds on 2 cores). The resume test uses
+narrow widths: it checks the 336x504 geometry (the crop, D's own stages) through the real loop
+and checkpoints, where the preset's widths would only cost time.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from job import config as C
+from job import run as run_layout
+from job.images import read_tags
+from job.training.data import epoch_batches
+from job.training.devices import strategy_for
+from job.training.loop import fit
+from job.training.step import build_state, make_train_step
+
+pytestmark = pytest.mark.heavy
+
+SAMPLE_ENV = "COVIDCT_SAMPLE_DIR"
+
+
+def _images(n=8, seed=0):
+    rng = np.random.RandomState(seed)
+    return tf.data.Dataset.from_tensor_slices(rng.randint(0, 256, (n, 336, 504, 1)).astype("uint8"))
+
+
+def _one_step(config, replicas):
+    strategy = strategy_for(replicas)
+    state = build_state(config, strategy)
+    step = make_train_step(config, state, strategy)
+    batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(_images(), config, 0))))
+    metrics = {k: float(v) for k, v in step(batch, tf.constant(0.9)).items()}
+    weights = np.concatenate([v.numpy().ravel() for v in state.generator.weights + state.discriminator.weights])
+    return metrics, weights
+
+
+def test_one_and_two_replicas_give_the_same_update_at_336x504():
+    # The preset's models (G 7.5M, D 4.0M, cropping at 48x64 -> 42x63), 2 images per replica.
+    config = C.resolve("seed336x504", sets=["global_batch_size=4", "xla=off"])
+    m1, w1 = _one_step(config, 1)
+    m2, w2 = _one_step(config, 2)
+    for k in ("g_loss", "d_loss", "d_real_acc"):
+        assert m1[k] == pytest.approx(m2[k], rel=1e-4, abs=1e-6), k
+    assert np.abs(w1 - w2).max() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def demo_336x504(tmp_path_factory):
+    from job.prepare import prepare
+
+    data_dir = tmp_path_factory.mktemp("tfds336")
+    prepare("336x504", str(data_dir), demo=True)
+    return str(data_dir)
+
+
+def test_a_336x504_run_resumes_where_it_stopped(demo_336x504, tmp_path):
+    run = tmp_path / "run"
+    sets = dict(data_dir=demo_336x504, run_uri=str(run), allow_synthetic_data=True,
+                g_filters=4, d_filters=4, max_filters=16, global_batch_size=32,
+                metric_num_images=16, checkpoint_every_epochs=1, sample_every_epochs=1,
+                metrics_every_epochs=1, cpu_replicas=2)
+    fit(C.resolve("seed336x504", extra=dict(sets, epochs=1)))
+    seen = []
+    fit(C.resolve("seed336x504", extra=dict(sets, epochs=2)), callbacks=[seen.append])
+    assert [r.epoch for r in seen] == [2]  # epoch 1 was not trained again
+    history = [json.loads(l) for l in (run / run_layout.METRICS).read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(np.isfinite(h["g_loss"]) and np.isfinite(h["d_loss"]) for h in history)
+    with Image.open(run / run_layout.sample_grid(2)) as grid:
+        assert grid.size == (4 * 504 + 3 * 2, 4 * 336 + 3 * 2)
+
+
+@pytest.mark.skipif(not os.environ.get(SAMPLE_ENV), reason=f"{SAMPLE_ENV} (the real-scan sample) is not set")
+def test_seed336x504_trains_on_the_real_sample_and_writes_a_full_resolution_grid(tmp_path):
+    """`covidct prepare --config 336x504` on the real sample, then the preset as it is, with the
+    few overrides a CPU needs: one epoch, and small metric sets."""
+    data, run = tmp_path / "tfds", tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    cli = [sys.executable, "-m", "job"]
+    prep = subprocess.run([*cli, "prepare", "--manual-dir", os.environ[SAMPLE_ENV], "--config",
+                           "336x504", "--data-dir", str(data)], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert prep.returncode == 0, prep.stderr[-2000:]
+    train = subprocess.run([*cli, "train", "--preset", "seed336x504", "--run", str(run),
+                            "--set", f"data_dir={data}", "--set", "epochs=1",
+                            "--set", "metric_num_images=16"],
+                           env=env, capture_output=True, text=True, timeout=1800)
+    assert train.returncode == 0, train.stderr[-3000:]
+    logged = train.stdout + train.stderr
+    assert "G 7.48M / D 3.99M parameters" in logged and "D receptive field 382 px" in logged
+    metrics = [json.loads(l) for l in (run / run_layout.METRICS).read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1] and metrics[0]["kimg"] > 0
+    assert np.isfinite(metrics[0]["g_loss"]) and np.isfinite(metrics[0]["swd"])
+    grid_path = run / run_layout.sample_grid(1)
+    with Image.open(grid_path) as grid:
+        assert grid.size == (4 * 504 + 3 * 2, 4 * 336 + 3 * 2)  # 16 samples at 336x504
+        pixels = np.asarray(grid)
+    assert pixels.std() > 0  # not a blank canvas
+    assert read_tags(grid_path)["synthetic"] == "true"
+    assert run_layout.read_listing(str(run)).latest.epoch == 1
