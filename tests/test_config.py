@@ -74,7 +74,7 @@ def test_batch_must_split_over_replicas():
 def test_upsampling_stages_reach_every_builder_config():
     assert C.upsampling_stages(28, 28) == 2  # 7x7 seed, as in the DCGAN tutorial
     assert C.upsampling_stages(64, 64) == 4
-    assert C.upsampling_stages(336, 504) == 3  # 42x63 seed: 504 = 63 * 2^3
+    assert C.upsampling_stages(336, 504) == 6  # a 6x8 seed map, cropped at 48x64 -> 42x63
     assert C.upsampling_stages(256, 256) == C.MAX_UPSAMPLING_STAGES
 
 
