@@ -5,6 +5,8 @@ request to the emulator unchanged unless a rule matches it:
 
 - `deny(method, path_regex, status, message)`: answer with a JSON error as GCS does (e.g. 403 to a
   bucket-metadata read, which `roles/storage.objectUser` is refused);
+- `hold(regex)`: make matching requests (by path or body: an upload names its object in its body)
+  wait until `clear()`, so a test can kill a writer while its upload is cut off;
 - `stall_media(after_bytes)`: send only the first bytes of an object download, then hang, so a
   test can kill the downloader half-way.
 
@@ -28,6 +30,7 @@ class FaultProxy:
         self.upstream = (parsed.hostname, parsed.port)
         self.rules: list[tuple[str, re.Pattern, int, str]] = []
         self.stall_after: int | None = None
+        self.held: list[re.Pattern] = []  # requests whose path or body match wait until cleared
         self.requests: list[tuple[str, str]] = []
         proxy = self
 
@@ -41,6 +44,8 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 proxy.requests.append((self.command, self.path))
+                while any(p.search(self.path) or p.search(body.decode("latin-1")) for p in proxy.held):
+                    time.sleep(0.05)  # a stalled upload: the writer can be killed half-way
                 for method, pattern, status, message in proxy.rules:
                     if method in (self.command, "*") and pattern.search(self.path):
                         return self._reply(status, json.dumps(
@@ -78,8 +83,13 @@ class FaultProxy:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):  # a client that hung up: not news
+                pass
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -89,12 +99,17 @@ class FaultProxy:
     def deny(self, method: str, path_regex: str, status: int = 403, message: str = "denied") -> None:
         self.rules.append((method, re.compile(path_regex), status, message))
 
+    def hold(self, regex: str) -> None:
+        """Make requests whose path or body match `regex` wait until `clear()`."""
+        self.held.append(re.compile(regex))
+
     def stall_media(self, after_bytes: int) -> None:
         self.stall_after = after_bytes
 
     def clear(self) -> None:
         self.rules.clear()
         self.stall_after = None
+        self.held.clear()
 
     def __enter__(self) -> FaultProxy:
         self._thread.start()
