@@ -50,6 +50,7 @@ class EpochReport:
 
 
 Callback = Callable[[EpochReport], None]
+StepHook = Callable[[int, int], None]  # (epoch, step) just before that step runs
 
 
 def _interval(epoch: int, every: int, last: int) -> bool:
@@ -77,6 +78,7 @@ def fit(
     config: TrainConfig,
     callbacks: Iterable[Callback] = (),
     resume_from: str | None = None,
+    on_step: StepHook | None = None,
 ) -> dict:
     """Train (or continue) the run described by `config`; returns the last epoch's metrics.
 
@@ -85,6 +87,8 @@ def fit(
         callbacks: called after every epoch with an `EpochReport`.
         resume_from: a local checkpoint folder to start from instead of the run URI's newest
             (Ray Tune hands trials their checkpoint this way).
+        on_step: called with (epoch, step) just before each step (stylegan2-ada's progress
+            hook): profilers and the preemption tests plug in here.
 
     Raises:
         Preempted: SIGTERM arrived (exit 143); the message says which checkpoint counts.
@@ -152,6 +156,8 @@ def fit(
                     if minutes and time.monotonic() - saved_at >= 60 * minutes and step and not store.uploading:
                         store.save(ckpt, epoch, step, {"reason": "wall clock"})
                         saved_at = time.monotonic()
+                    if on_step is not None:
+                        on_step(epoch, step)
                     out = stepper(next(batches))
                     totals = out if totals is None else {k: totals[k] + out[k] for k in out}
                     steps += 1

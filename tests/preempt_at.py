@@ -1,0 +1,36 @@
+"""A training process that sends itself a real SIGTERM at a chosen instant (for the tests).
+
+    python -m tests.preempt_at EPOCH STEP -- covidct-train-args...
+
+The signal is sent just before step STEP of epoch EPOCH runs, through `fit`'s `on_step` hook, so it
+arrives while that step runs, exactly as a kubelet's would; EPOCH -1 sends none. Exit codes follow
+the CLI's contract (143 = preempted and safe).
+"""
+
+import os
+import signal
+import sys
+
+from job import cli
+from job.errors import UserError
+from job.training.loop import fit
+
+
+def main(argv: list[str]) -> int:
+    epoch, step = int(argv[0]), int(argv[1])
+    args = cli.build_parser().parse_args(argv[3:])
+
+    def hook(e: int, s: int) -> None:
+        if (e, s) == (epoch, step):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        fit(cli.config_from_args(args, run_uri=args.run), on_step=hook)
+    except UserError as error:
+        print(f"covidct: error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

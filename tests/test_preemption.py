@@ -1,0 +1,156 @@
+"""The long run survives a real cluster: a preemption at any instant resumes to the same weights.
+
+Deterministic CPU mode on demo data (2 logical CPUs): a straight run is the reference; every other
+run is interrupted at a chosen instant (a real SIGTERM at a step index, during an upload, a SIGKILL
+with an upload cut off), resumed with the same command, and must end bit-identical to it.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from job import config as C
+from job import run as run_layout
+from job import storage
+from job.checkpoint import CheckpointStore
+from job.prepare import prepare
+from tests.fault_proxy import FaultProxy
+
+pytestmark = pytest.mark.heavy
+
+EPOCHS = 4
+STEPS = 5  # per epoch: 85 demo training images // batch 16
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tfds")
+    prepare("28", str(folder), demo=True)
+    return str(folder)
+
+
+def train_args(demo_data, run) -> list[str]:
+    return ["train", "--preset", "smoke", "--run", str(run), "--cpu-replicas", "2",
+            "--set", f"data_dir={demo_data}", "--set", f"epochs={EPOCHS}",
+            "--set", "checkpoint_every_epochs=2", "--set", "deterministic=true"]
+
+
+def start(args, sigterm_at=(-1, -1), env=None) -> subprocess.Popen:
+    command = [sys.executable, "-m", "tests.preempt_at", str(sigterm_at[0]), str(sigterm_at[1]),
+               "--", *args]
+    return subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+
+
+def finish(proc, expected=0) -> str:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == expected, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    return out + err
+
+
+def weights(run_uri) -> dict:
+    store = CheckpointStore(storage.Mirror(str(run_uri)), keep=3)
+    latest = store.latest()
+    assert (latest.epoch, latest.step) == (EPOCHS, 0)
+    reader = tf.train.load_checkpoint(str(store.fetch(latest) / run_layout.CKPT_PREFIX))
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if "save_counter" not in k and k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+@pytest.fixture(scope="module")
+def straight(demo_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("straight") / "run"
+    finish(start(train_args(demo_data, run)))
+    return weights(run)
+
+
+def assert_same(arrays, reference):
+    assert arrays.keys() == reference.keys()
+    for key, value in reference.items():
+        np.testing.assert_array_equal(arrays[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize("step, saved", [(0, (1, 1)), (2, (1, 3)), (STEPS - 1, (2, 0))],
+                         ids=["first-step", "middle-step", "last-step"])
+def test_sigterm_at_any_step_of_an_epoch_resumes_to_the_same_weights(
+        demo_data, straight, tmp_path, step, saved):
+    run = tmp_path / "run"
+    # The signal arrives while step `step` of epoch 1 (the second) runs.
+    output = finish(start(train_args(demo_data, run), sigterm_at=(1, step)), expected=143)
+    assert "SIGTERM" in output
+    latest = run_layout.read_listing(str(run)).latest
+    assert (latest.epoch, latest.step) == saved  # the last step finishes its epoch first
+    finish(start(train_args(demo_data, run)))
+    assert_same(weights(run), straight)
+    history = [m["epoch"] for m in run_layout.read_metrics(str(run))]
+    assert history == list(range(1, EPOCHS + 1))
+
+
+def test_sigterm_during_a_bucket_upload_and_sigkill_with_an_upload_cut_off(
+        demo_data, straight, gcs_emulator, gcs_prefix):
+    with FaultProxy(gcs_emulator.endpoint) as proxy:
+        env = {"STORAGE_EMULATOR_HOST": proxy.endpoint}
+        # SIGTERM while the epoch-2 checkpoint's marker upload is held: the loop waits for the
+        # upload in flight (released below), then exits 143 with it complete.
+        proxy.hold(r"e000002-s00000/COMPLETE")
+        proc = start(train_args(demo_data, gcs_prefix), env=env)
+        deadline = time.time() + 300
+        while not any("e000002-s00000/COMPLETE" in p for _, p in proxy.requests):
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        proxy.clear()
+        finish(proc, expected=143)
+        listing = run_layout.read_listing(gcs_prefix)
+        assert "e000002-s00000" in {c.name for c in listing.checkpoints} and not listing.incomplete
+        assert listing.latest.epoch == 2  # e2-s0, or a fresh e2-sK made within the grace budget
+
+        # SIGKILL while the epoch-4 checkpoint's files are uploaded but its marker is not.
+        proxy.hold(r"e000004-s00000/COMPLETE")
+        proc = start(train_args(demo_data, gcs_prefix), env=env)
+        while not any("e000004-s00000/COMPLETE" in p for _, p in proxy.requests):
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+        proxy.clear()
+    cut_off = run_layout.read_listing(gcs_prefix)
+    assert "e000004-s00000" in cut_off.incomplete and cut_off.latest.epoch == 2
+    output = finish(start(train_args(demo_data, gcs_prefix)))
+    assert "pruned 1 incomplete checkpoint" in output
+    listing = run_layout.read_listing(gcs_prefix)
+    assert listing.latest.epoch == EPOCHS and not listing.incomplete
+    assert_same(weights(gcs_prefix), straight)
+
+
+def test_a_changed_identity_or_a_too_large_batch_exits_2_naming_the_field(demo_data, tmp_path):
+    run = tmp_path / "run"
+    finish(start([*train_args(demo_data, run), "--set", "epochs=1"]))
+    output = finish(start([*train_args(demo_data, run), "--set", "g_filters=16"]), expected=2)
+    assert "g_filters 8 -> 16" in output
+    output = finish(start([*train_args(demo_data, tmp_path / "r2"),
+                           "--set", "global_batch_size=512"]), expected=2)
+    assert "larger than the training set" in output
+    # A resumable change (more epochs) is allowed and recorded.
+    finish(start(train_args(demo_data, run)))
+    history = (run / run_layout.CONFIG_HISTORY).read_text().splitlines()
+    assert json.loads(history[-1])["changed"]["epochs"] == [1, EPOCHS]
+
+
+def test_yaml_off_reads_as_the_string_xla_expects(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("xla: off\ndeterministic: yes\n")
+    config = C.resolve(config_file=str(path))
+    assert config.xla == "off" and config.deterministic is True
+    path.write_text("augment: no\n")
+    with pytest.raises(C.ConfigError, match="quote it"):
+        C.resolve(config_file=str(path))
