@@ -258,6 +258,18 @@ def preemption_violations(job: dict) -> list[str]:
         bad.append(f"Job/{name}: no podFailurePolicy rule ignores the DisruptionTarget condition")
     elif any(rule.get("action") != "Ignore" for rule in rules[: ignores[0]]):
         bad.append(f"Job/{name}: a rule before the DisruptionTarget rule can count a preemption")
+    # The exit-code contract (job/errors.py): 2 = will fail again, 143 = preempted and safe.
+    by_code = {}
+    for rule in rules:
+        for code in rule.get("onExitCodes", {}).get("values", []):
+            if rule["onExitCodes"].get("operator") == "In":
+                by_code.setdefault(code, rule["action"])
+    if by_code.get(2) != "FailJob":
+        bad.append(f"Job/{name}: exit code 2 (will fail again) must fail the Job at once")
+    if by_code.get(143) != "Ignore":
+        bad.append(f"Job/{name}: exit code 143 (preempted, checkpoint saved) must not count")
+    if by_code.get(1, "Count") != "Count":
+        bad.append(f"Job/{name}: exit code 1 (may succeed on retry) must count against backoffLimit")
     if pod.get("restartPolicy") != "Never":
         bad.append(f"Job/{name}: restartPolicy must be Never for podFailurePolicy")
     if pod.get("terminationGracePeriodSeconds", 30) <= 30:
@@ -327,6 +339,19 @@ def parse(argv: list[str], where: str):
 def run_config() -> dict[str, str]:
     (config_map,) = only("ConfigMap")
     return config_map["data"]
+
+
+def test_the_run_settings_are_pinned_for_the_jobs_lifetime():
+    """A pod started after a preemption reads the settings the Job started with: the ConfigMap is
+    immutable (the API server refuses edits), so editing RUN_URI or EPOCHS cannot switch a live
+    Job to another run; new settings need a new ConfigMap name and a new Job."""
+    (config_map,) = only("ConfigMap")
+    assert config_map.get("immutable") is True
+    (job,) = only("Job")
+    names = {item["valueFrom"]["configMapKeyRef"]["name"]
+             for _, pod in pod_specs(job) for c in containers(pod) for item in c.get("env", [])
+             if "valueFrom" in item}
+    assert names == {config_map["metadata"]["name"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -657,6 +682,9 @@ PREEMPTION_BREAKAGES = {
         0, {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [143]}}),
     "restarts in place": lambda s: s["template"]["spec"].update(restartPolicy="OnFailure"),
     "default grace": lambda s: s["template"]["spec"].pop("terminationGracePeriodSeconds"),
+    "retries exit 2": lambda s: s["podFailurePolicy"]["rules"].pop(1),
+    "ignores exit 1": lambda s: s["podFailurePolicy"]["rules"].append(
+        {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [1]}}),
 }
 
 
