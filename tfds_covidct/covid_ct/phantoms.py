@@ -145,3 +145,142 @@ def write_phantoms(folder: str | pathlib.Path, per_class: int = DEFAULT_PER_CLAS
               "note": "synthetic CT-like phantoms, not patient data"}
     (folder / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     return count
+
+
+# ---------------------------------------------------------------- volumes --------------------
+# Synthetic CT volumes in Hounsfield units, for the volume readers' tests and bench (never patient
+# data). Arrays are (slices, rows, columns) in radiological display order: slice 0 the most
+# inferior, rows from anterior to posterior, columns from the patient's right to left.
+AIR_HU, LUNG_HU, SOFT_HU, VESSEL_HU, BONE_HU, GGO_HU = -1000.0, -860.0, 40.0, 30.0, 700.0, -380.0
+
+
+def volume_hu(index: int, label: str, depth: int = 48, height: int = 160, width: int = 200,
+              seed: int = 0) -> np.ndarray:
+    """A chest CT-like volume (float32 HU): body, two lungs spanning ~15-90% of the depth (the
+    right lung larger, as in anatomy), the heart anterior and to the patient's left (image right),
+    the spine posterior, vessels that differ slice to slice, and for covid ground-glass blobs."""
+    rng = np.random.default_rng([seed, index, LABELS.index(label), 7])
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    cy, cx = height * 0.5, width * 0.5
+    a, b = width * 0.46, height * 0.42
+    body = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2 <= 1
+    z0, z1 = depth * rng.uniform(0.1, 0.2), depth * rng.uniform(0.85, 0.95)
+    heart = ((xx - cx - a * 0.22) / (a * 0.28)) ** 2 + ((yy - cy + b * 0.12) / (b * 0.33)) ** 2 <= 1
+    spine = (xx - cx) ** 2 + (yy - (cy + b * 0.75)) ** 2 <= (b * 0.16) ** 2
+    ggo = [(rng.uniform(0.2, 0.8) * depth, rng.uniform(-0.6, 0.6), rng.uniform(-0.3, 0.3),
+            rng.uniform(0.06, 0.12) * width) for _ in range(int(rng.integers(3, 6)))]
+    out = np.empty((depth, height, width), np.float32)
+    for k in range(depth):
+        srng = np.random.default_rng([seed, index, LABELS.index(label), 11, k])
+        image = np.full((height, width), AIR_HU, np.float32)
+        image[body] = SOFT_HU
+        t = (k + 0.5 - z0) / (z1 - z0)
+        scale = float(np.sqrt(max(0.0, 1 - (2 * t - 1) ** 2))) if 0 <= t <= 1 else 0.0
+        lungs = np.zeros_like(body)
+        if scale > 0.05:
+            for side, size in ((-1, 1.0), (1, 0.85)):  # image left = patient right: the larger lung
+                lx, ly = cx + side * a * 0.45, cy - b * 0.05
+                lungs |= (((xx - lx) / (a * 0.33 * size * scale)) ** 2
+                          + ((yy - ly) / (b * 0.62 * scale)) ** 2 <= 1)
+            lungs &= body & ~heart
+            image[lungs] = LUNG_HU
+            ys, xs = np.nonzero(lungs)
+            vessels = np.zeros_like(image)
+            for i in srng.choice(len(ys), size=min(len(ys), 30), replace=False):
+                vessels += (VESSEL_HU - LUNG_HU) * (((xx - xs[i]) ** 2 + (yy - ys[i]) ** 2)
+                                                    <= srng.uniform(1.0, 2.5) ** 2)
+            image += ndimage.gaussian_filter(np.minimum(vessels, VESSEL_HU - LUNG_HU), 0.7) * lungs
+            if label == "covid":
+                blobs = np.zeros_like(image)
+                for gz, gx, gy, r in ggo:
+                    rz = max(0.0, 1 - abs(k - gz) / (0.12 * depth))
+                    if rz > 0:
+                        blobs += rz * (((xx - cx - gx * a) ** 2 + (yy - cy - gy * b) ** 2) <= r * r)
+                image += ndimage.gaussian_filter(blobs, width / 50) * (GGO_HU - LUNG_HU) * lungs
+        image[heart & body] = SOFT_HU + 10
+        image[spine] = BONE_HU
+        image += srng.normal(0, 12, image.shape).astype(np.float32) * body
+        out[k] = np.clip(image, AIR_HU - 24, 1500)
+    return out
+
+
+def write_dicom_series(folder: str | pathlib.Path, hu: np.ndarray, spacing_mm: float = 5.0,
+                       pixel_mm: float = 1.5, patient_id: str = "PHANTOM-0",
+                       orientation: str = "standard", slope: float = 1.0, intercept: float = -1024.0,
+                       modality: str = "CT", transfer_syntax: str | None = None,
+                       extensionless: bool = False, series_uid: str | None = None) -> list[pathlib.Path]:
+    """Writes `hu` (radiological display order, see volume_hu) as a DICOM CT series with pydicom.
+
+    orientation: "standard" (ImageOrientationPatient 1,0,0,0,1,0: stored as displayed),
+    "flipped" (-1,0,0,0,-1,0: stored rotated 180 degrees) or "transposed" (0,1,0,1,0,0: stored
+    with rows and columns swapped). Stored values are (hu - intercept) / slope as 16-bit integers.
+    Files are named in a shuffled order, as exports often are. Returns the paths.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, UID, generate_uid
+
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    iop = {"standard": [1, 0, 0, 0, 1, 0], "flipped": [-1, 0, 0, 0, -1, 0],
+           "transposed": [0, 1, 0, 1, 0, 0]}[orientation]
+    depth, height, width = hu.shape
+    series_uid = series_uid or generate_uid(entropy_srcs=[patient_id, orientation, str(hu.shape)])
+    study_uid = generate_uid(entropy_srcs=[patient_id, "study"])
+    stored = np.rint((hu - intercept) / slope)
+    signed = stored.min() < 0
+    stored = stored.astype(np.int16 if signed else np.uint16)
+    order = np.random.default_rng(depth).permutation(depth)
+    paths = []
+    for k in range(depth):
+        image = {"standard": stored[k], "flipped": stored[k, ::-1, ::-1],
+                 "transposed": stored[k].T}[orientation]
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[series_uid, str(k)])
+        meta.TransferSyntaxUID = UID(transfer_syntax) if transfer_syntax else ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.Modality, ds.PatientID, ds.PatientName = modality, patient_id, "PHANTOM^SYNTHETIC"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.InstanceNumber = k + 1
+        ds.ImageOrientationPatient = iop
+        # Pixel (0, 0) of a displayed slice is the patient's right-anterior corner: LPS x, y < 0.
+        x0, y0 = -(width / 2) * pixel_mm, -(height / 2) * pixel_mm
+        corner = {"standard": (x0, y0), "flipped": (-x0, -y0), "transposed": (x0, y0)}[orientation]
+        ds.ImagePositionPatient = [round(corner[0], 3), round(corner[1], 3), round(k * spacing_mm - 300.0, 3)]
+        ds.PixelSpacing = [pixel_mm, pixel_mm]
+        ds.SliceThickness = spacing_mm
+        ds.Rows, ds.Columns = image.shape
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+        ds.PixelRepresentation = 1 if signed else 0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = slope, intercept, "HU"
+        ds.PixelData = np.ascontiguousarray(image).tobytes()
+        name = f"IM{order[k]:04d}" + ("" if extensionless else ".dcm")
+        ds.save_as(folder / name, enforce_file_format=True)
+        paths.append(folder / name)
+    return paths
+
+
+def write_nifti(path: str | pathlib.Path, hu: np.ndarray, spacing_mm: float = 5.0,
+                pixel_mm: float = 1.5, axcodes: str = "RAS", slope: float = 1.0,
+                intercept: float = 0.0) -> pathlib.Path:
+    """Writes `hu` (radiological display order) as a NIfTI file with nibabel, its voxel axes
+    stored in `axcodes` order (e.g. "RAS", "LPS", "LAS", "SAR"), int16 with scl_slope/scl_inter."""
+    import nibabel as nib
+    from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, ornt_transform
+
+    # display[k, r, c]: k inferior->superior, r anterior->posterior, c right->left; RAS[x, y, z].
+    ras = hu.transpose(2, 1, 0)[::-1, ::-1, :]
+    ras_affine = np.diag([pixel_mm, pixel_mm, spacing_mm, 1.0])
+    transform = ornt_transform(axcodes2ornt("RAS"), axcodes2ornt(tuple(axcodes)))
+    data = apply_orientation(ras, transform)
+    affine = ras_affine @ inv_ornt_aff(transform, ras.shape)
+    stored = np.rint((data - intercept) / slope).astype(np.int16)
+    image = nib.Nifti1Image(stored, affine)
+    image.header.set_slope_inter(slope, intercept)
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(image, str(path))
+    return path
