@@ -16,7 +16,7 @@ import logging
 import pathlib
 import tempfile
 
-from tfds_covidct.covid_ct import audit, phantoms, sources
+from tfds_covidct.covid_ct import audit, phantoms, sources, volumes
 from tfds_covidct.covid_ct.resolutions import RESOLUTIONS
 from tfds_covidct.errors import DatasetError
 
@@ -41,6 +41,8 @@ class BuildSummary:
     audit_json: str
     contact_sheet: str
     build_log: str
+    sources: dict[str, int] = dataclasses.field(default_factory=dict)  # kept scans per source
+    volumes: dict[str, int] = dataclasses.field(default_factory=dict)  # audit.volume_counts
 
     def line(self) -> str:
         """One log line: what was built, where, and the counts."""
@@ -48,7 +50,12 @@ class BuildSummary:
         return (f"{self.dataset}{' SYNTHETIC DEMO' if self.synthetic else ''}: found {self.found}, "
                 f"kept {self.kept} (train {self.splits.get('train', 0)}, test "
                 f"{self.splits.get('test', 0)}), duplicates {self.duplicates}, rejected "
-                f"{self.rejected}{f' ({reasons})' if reasons else ''} -> {self.dataset_dir}")
+                f"{self.rejected}{f' ({reasons})' if reasons else ''}"
+                + (f"; kept per source: {', '.join(f'{k} {v}' for k, v in self.sources.items())}"
+                   if self.sources else "")
+                + (f"; CT volumes {self.volumes['found']} ({self.volumes['used']} used) -> "
+                   f"{self.volumes['slices_kept']} slices kept" if self.volumes.get("found") else "")
+                + f" -> {self.dataset_dir}")
 
 
 def demo_manual_dir(path: str, per_class: int = phantoms.DEFAULT_PER_CLASS) -> str:
@@ -59,7 +66,8 @@ def demo_manual_dir(path: str, per_class: int = phantoms.DEFAULT_PER_CLASS) -> s
 
 
 def build(config: str, data_dir: str, manual_dir: str | None = None, demo: bool = False,
-          workers: int | None = None) -> BuildSummary:
+          workers: int | None = None, labels_csv: str | None = None,
+          volume_options: "volumes.Options | None" = None) -> BuildSummary:
     """Builds covid_ct/<config> into the local folder `data_dir`.
 
     Args:
@@ -69,6 +77,10 @@ def build(config: str, data_dir: str, manual_dir: str | None = None, demo: bool 
       manual_dir: the folder with the downloaded scans (see the covid_ct README).
       demo: build from synthetic phantoms instead (no manual_dir).
       workers: decode/clean processes; default one per available CPU.
+      labels_csv: labels of CT volumes (columns path,label[,patient]); default `labels.csv` at the
+        top of manual_dir when there is one.
+      volume_options: how slices are taken from CT volumes (`volumes.Options`: slices per volume,
+        lung window, minimum gap); default `volumes.Options()`.
 
     Raises:
       DatasetError: a bad config, both or neither of manual_dir/demo, a gs:// data_dir, no
@@ -83,16 +95,20 @@ def build(config: str, data_dir: str, manual_dir: str | None = None, demo: bool 
     if demo:
         with tempfile.TemporaryDirectory(prefix="covid_ct_phantoms_") as scratch:
             return _build(config, data_dir, demo_manual_dir(scratch), workers)
-    sources.discover(manual_dir)  # fail fast, with one clear message, before TensorFlow loads
-    return _build(config, data_dir, str(pathlib.Path(manual_dir).expanduser()), workers)
+    # Fail fast, with one clear message, before TensorFlow loads.
+    sources.discover(manual_dir, labels_csv=labels_csv)
+    return _build(config, data_dir, str(pathlib.Path(manual_dir).expanduser()), workers,
+                  labels_csv, volume_options)
 
 
-def _build(config: str, data_dir: str, manual_dir: str, workers: int | None) -> BuildSummary:
+def _build(config: str, data_dir: str, manual_dir: str, workers: int | None,
+           labels_csv: str | None = None, volume_options=None) -> BuildSummary:
     import tensorflow_datasets as tfds  # TensorFlow loads only when a build really starts
 
     from tfds_covidct.covid_ct import covid_ct_dataset_builder as module
 
-    builder = module.Builder(config=config, data_dir=data_dir, workers=workers)
+    builder = module.Builder(config=config, data_dir=data_dir, workers=workers,
+                             labels_csv=labels_csv, volume_options=volume_options)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=manual_dir,
         # Rebuild every time: the same folder may have held a demo build.
@@ -108,6 +124,7 @@ def _build(config: str, data_dir: str, manual_dir: str, workers: int | None) -> 
         found=s["found"], kept=s["kept"], duplicates=s["duplicates"], rejected=s["rejected"],
         rejected_by_reason=s["rejected_by_reason"], splits=s["splits"], labels=s["labels"],
         audit_csv=str(audit_dir / audit.CSV_NAME), audit_json=str(audit_dir / audit.JSON_NAME),
-        contact_sheet=str(audit_dir / audit.SHEET_NAME), build_log=str(audit_dir / audit.LOG_NAME))
+        contact_sheet=str(audit_dir / audit.SHEET_NAME), build_log=str(audit_dir / audit.LOG_NAME),
+        sources=s.get("sources", {}), volumes=s.get("volumes", {}))
     log.info("%s", summary.line())
     return summary

@@ -20,8 +20,9 @@ from tfds_covidct.covid_ct.process import THUMB, Record
 CSV_NAME, JSON_NAME, SHEET_NAME, LOG_NAME = "audit.csv", "audit.json", "contact_sheet.png", "build.log"
 COLUMNS = ("id", "source", "label", "file_name", "decision", "reason", "detail", "box", "body_box",
            "lung_box", "duplicate_of", "family", "group", "split_group", "split", "notes", "sha256",
-           "bytes", "format", "mode", "width", "height")
+           "bytes", "format", "mode", "width", "height", "volume", "slice")
 GROUP_ROWS = 10  # groups shown on the contact sheet (the largest)
+VOLUME_ROWS = 12  # CT volumes shown on the contact sheet, one row each with the slices taken
 GROUP_MEMBERS = 10  # members shown per group or family row
 SAMPLE = 36  # kept files shown before/after on the contact sheet
 PAIRS_PER_ROW = 6
@@ -47,7 +48,18 @@ def summarise(records: list[Record]) -> dict:
         "groups": len({r.split_group for r in kept}),
         "test_groups": len({r.split_group for r in kept if r.split == "test"}),
         "groups_in_both_splits": len(groups_in_both_splits(records)),
+        "volumes": volume_counts(records),
     }
+
+
+def volume_counts(records: list[Record]) -> dict:
+    """CT volumes: how many were found, gave kept slices, were rejected whole; slices taken/kept."""
+    ids = {r.volume for r in records if r.volume}
+    whole = {r.volume for r in records if r.volume and not r.slice}  # a volume-level rejection
+    used = {r.volume for r in records if r.volume and r.decision == "kept"}
+    return {"found": len(ids), "used": len(used), "rejected": len(whole),
+            "slices_taken": sum(1 for r in records if r.slice),
+            "slices_kept": sum(1 for r in records if r.slice and r.decision == "kept")}
 
 
 def groups_in_both_splits(records: list[Record]) -> list[str]:
@@ -63,13 +75,19 @@ def groups_in_both_splits(records: list[Record]) -> list[str]:
 
 def summary_line(summary: dict) -> str:
     reasons = ", ".join(f"{k} {v}" for k, v in summary["rejected_by_reason"].items())
+    vol = summary.get("volumes") or {}
+    per_source = ", ".join(f"{k} {v}" for k, v in summary.get("sources", {}).items())
+    volumes_text = (f"; CT volumes {vol['found']} ({vol['used']} used, {vol['rejected']} rejected) "
+                    f"-> {vol['slices_taken']} slices, {vol['slices_kept']} kept"
+                    if vol.get("found") else "")
     return (f"found {summary['found']}, kept {summary['kept']} "
             f"(train {summary['splits'].get('train', 0)}, test {summary['splits'].get('test', 0)}; "
             f"{summary.get('groups', 0)} groups, {summary.get('test_groups', 0)} in test, "
             f"{summary.get('groups_in_both_splits', 0)} in both), "
             f"duplicates {summary['duplicates']} ({summary.get('families', 0)} families), "
             f"rejected {summary['rejected']}"
-            + (f" ({reasons})" if reasons else ""))
+            + (f" ({reasons})" if reasons else "")
+            + (f"; kept per source: {per_source}" if per_source else "") + volumes_text)
 
 
 def write(records: list[Record], out_dir: pathlib.Path, header: dict, log_lines: list[str]) -> dict[str, str]:
@@ -107,10 +125,12 @@ def contact_sheet(records: list[Record], path: pathlib.Path, title: str) -> None
     tiles += [(r, False) for r in records if r.decision == "rejected"]
     family_rows = _family_rows(records)
     group_rows = _group_rows(records)
+    volume_rows = _volume_rows(records)
     pair_w, tile_h = 2 * THUMB + 6, THUMB + CAPTION
     rows = max(1, -(-len(tiles) // PAIRS_PER_ROW))
     width = max(PAIRS_PER_ROW * pair_w, GROUP_MEMBERS * (THUMB + 4))
-    height = 30 + rows * tile_h + (len(family_rows) + len(group_rows)) * (tile_h + 16) + 2 * 24
+    height = (30 + rows * tile_h + (len(family_rows) + len(group_rows) + len(volume_rows)) * (tile_h + 16)
+              + 3 * 24)
     sheet = Image.new("RGB", (width, height), (40, 40, 48))
     draw = ImageDraw.Draw(sheet)
     draw.text((6, 8), title[:240], fill=(255, 255, 120))
@@ -139,6 +159,12 @@ def contact_sheet(records: list[Record], path: pathlib.Path, title: str) -> None
     y += 24
     for heading, members in group_rows:
         y = _member_row(sheet, draw, heading, members, y, lambda r: (r.split, r.label))
+    draw.text((6, y + 6), f"CT VOLUMES ({len(volume_rows)} shown): the slices taken, inferior first",
+              fill=(255, 200, 120))
+    y += 24
+    for heading, members in volume_rows:
+        y = _member_row(sheet, draw, heading, members, y, lambda r: (
+            "#" + r.slice.split()[1].split("/")[0], r.split or r.reason or r.decision))
     sheet.save(path, optimize=False)
 
 
@@ -168,6 +194,24 @@ def _group_rows(records: list[Record]) -> list[tuple[str, list[Record]]]:
         rows.append((f"{name}: {len(members)} kept, split {'+'.join(splits)}"
                      + (f" (joined: {', '.join(parts)})" if len(parts) > 1 else ""),
                      sorted(members, key=lambda r: r.id)))
+    return rows
+
+
+def _volume_rows(records: list[Record]) -> list[tuple[str, list[Record]]]:
+    """One row per CT volume that gave slices: which slices (index/count, z, lung area), their
+    decisions and split; the whole volume's summary in the heading."""
+    volumes: dict[str, list[Record]] = collections.defaultdict(list)
+    for r in records:
+        if r.volume and r.slice:
+            volumes[r.volume].append(r)
+    rows = []
+    for name, members in sorted(volumes.items())[:VOLUME_ROWS]:
+        members.sort(key=lambda r: r.id)
+        kept = sum(1 for m in members if m.decision == "kept")
+        taken = ", ".join(m.slice.split()[1] for m in members)
+        rows.append((f"{name} [{members[0].label}, {members[0].split_group}]: {kept}/{len(members)} "
+                     f"kept, split {'+'.join(sorted({m.split for m in members if m.split})) or '-'}; "
+                     f"slices {taken}", members))
     return rows
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from tfds_covidct.covid_ct import audit, pipeline, sources
+from tfds_covidct.covid_ct import audit, pipeline, sources, volumes
 from tfds_covidct.covid_ct.resolutions import RESOLUTIONS, framing_of
 from tfds_covidct.errors import DatasetError
 
@@ -83,12 +83,22 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       `images/`): its rows with modality CT are used (axial views; covid when the finding names
       COVID-19).
     * Folders `covid/` and `non_covid/` of any other scans (JPEG or PNG): the folder is the label.
+    * CT volumes: NIfTI files (`.nii`, `.nii.gz`) and folders of DICOM files (`.dcm` or without an
+      extension), in `covid/` / `non_covid/` (or MosMedData `CT-0` ... `CT-4`) folders, or anywhere
+      with a labels CSV (`covidct prepare --labels-csv FILE`, or `labels.csv` at the top of
+      manual_dir; columns `path,label[,patient]`). A few axial slices through the lungs are taken
+      from each, in a lung window.
     * Optionally `curation.csv` (key,action,box,reason) with your own exclusions and crops.
     """
 
-    def __init__(self, *, workers: int | None = None, **kwargs):
-        """`workers`: decode/clean processes (default: one per available CPU)."""
+    def __init__(self, *, workers: int | None = None, labels_csv: str | None = None,
+                 volume_options: volumes.Options | None = None, **kwargs):
+        """`workers`: decode/clean processes (default: one per available CPU). `labels_csv`: the
+        labels of CT volumes (default `labels.csv` at the top of manual_dir, see sources).
+        `volume_options`: slices per volume, lung window, spacing (default `volumes.Options()`)."""
         self._workers = workers
+        self._labels_csv = labels_csv
+        self._volume_options = volume_options or volumes.Options()
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -120,16 +130,19 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         logger = _PrefixedLog(_log, name, lines)
         spool = tempfile.mkdtemp(prefix="covid_ct_spool_")
         try:
-            found = sources.discover(manual_dir)
+            found = sources.discover(manual_dir, labels_csv=self._labels_csv)
             logger.synthetic = any(f.synthetic for f in found)
             for f in found:
                 logger.info("%s", f.describe())
             plan = pipeline.plan(manual_dir, size, spool, workers=self._workers, found=found,
-                                 logger=logger, framing=self.builder_config.framing)
+                                 logger=logger, framing=self.builder_config.framing,
+                                 volume_options=self._volume_options)
             summary = audit.summarise(plan.records)
             logger.info("%s", audit.summary_line(summary))
             header = {"dataset": name, "version": str(self.version), "size": list(size),
                       "framing": self.builder_config.framing,
+                      "labels_csv": self._labels_csv or "",
+                      "volume_options": dataclasses.asdict(self._volume_options),
                       "synthetic": logger.synthetic, "manual_dir": manual_dir,
                       "title": f"{name}{' SYNTHETIC DEMO' if logger.synthetic else ''}"}
             # A local folder: this package builds locally (job.prepare uploads to buckets).

@@ -24,12 +24,13 @@ from collections.abc import Iterator
 import numpy as np
 
 from tfds_covidct.covid_ct import curation as curation_lib
-from tfds_covidct.covid_ct import dedupe, sources
-from tfds_covidct.covid_ct.process import Record, process
+from tfds_covidct.covid_ct import dedupe, sources, volumes
+from tfds_covidct.covid_ct.process import Record, process_any
 
 TEST_PERCENT = 10
 # Below this many files the pool costs more (worker start-up imports numpy/scipy) than it saves.
 POOL_MIN_FILES = 24
+VOLUME_WEIGHT = 24  # a volume costs about as much as this many image files: one is worth a pool
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,12 @@ def split_of_group(group: str) -> str:
 
 def plan(manual_dir: str | None, size: tuple[int, int], spool: str, workers: int | None = None,
          found: list[sources.Found] | None = None,
-         logger: logging.Logger | logging.LoggerAdapter = log, framing: str = "body") -> Plan:
+         logger: logging.Logger | logging.LoggerAdapter = log, framing: str = "body",
+         volume_options: volumes.Options | None = None) -> Plan:
     """Finds, reads, cleans and de-duplicates every input of `manual_dir` for images of `size`.
 
-    `found` is the result of `sources.discover` when the caller already has it.
+    `found` is the result of `sources.discover` when the caller already has it. CT volumes give
+    one record per chosen slice (`volume_options`, default `volumes.Options()`).
     Raises DatasetError for whole-build problems (no manual_dir, nothing recognisable, a bad
     curation file); every problem with a single file is a record with decision 'rejected'.
     """
@@ -71,28 +74,37 @@ def plan(manual_dir: str | None, size: tuple[int, int], spool: str, workers: int
     rules = curation_lib.load(manual_dir)
     items = [f for src in found for f in src.files]
     logger.info("%d input files from %d source(s); %d curation rule(s)", len(items), len(found), len(rules))
+    n_volumes = sum(1 for f in items if f.volume)
+    if n_volumes:
+        logger.info("%d of them CT volumes: %s", n_volumes, (volume_options or volumes.Options()).describe())
     records = []
-    for i, record in enumerate(_process_all(items, size, rules, spool, workers, framing), start=1):
-        records.append(record)
-        if i % 200 == 0:
-            logger.info("processed %d/%d files", i, len(items))
+    for i, batch in enumerate(_process_all(items, size, rules, spool, workers, framing,
+                                           volume_options), start=1):
+        records.extend(batch)
+        if i % 200 == 0 or (items[i - 1].volume and i % 10 == 0):
+            logger.info("processed %d/%d inputs", i, len(items))
     resolve(records)
     return Plan(records, found)
 
 
-def _process_all(items, size, rules, spool, workers, framing) -> Iterator[Record]:
+def _process_all(items, size, rules, spool, workers, framing, volume_options
+                 ) -> Iterator[list[Record]]:
+    """The records of each input, in input order (a volume gives one per chosen slice)."""
     workers = workers if workers is not None else len(os.sched_getaffinity(0))
     ids = [f.display for f in items]
-    if workers <= 1 or len(items) < POOL_MIN_FILES:
+    weight = sum(VOLUME_WEIGHT if f.volume else 1 for f in items)
+    if workers <= 1 or weight < POOL_MIN_FILES or len(items) < 2:
         for item, record_id in zip(items, ids):
-            yield process(item, record_id, size, rules, spool, framing)
+            yield process_any(item, record_id, size, rules, spool, framing, volume_options)
         return
     # spawn, not fork: the parent has TensorFlow's threads running.
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
         n = len(items)
-        yield from pool.map(process, items, ids, [size] * n, [rules] * n, [spool] * n,
-                            [framing] * n, chunksize=4)
+        # Volumes are slow and uneven: hand them out one at a time.
+        chunk = 1 if any(f.volume for f in items) else 4
+        yield from pool.map(process_any, items, ids, [size] * n, [rules] * n, [spool] * n,
+                            [framing] * n, [volume_options] * n, chunksize=chunk)
 
 
 def _signature(record: Record) -> np.ndarray:
