@@ -67,7 +67,7 @@ def _prepare(args: argparse.Namespace) -> int:
     from job.prepare import prepare
 
     prepare(args.config, args.data_dir, manual_dir=args.manual_dir, demo=args.demo,
-            if_missing=args.if_missing)
+            if_missing=args.if_missing, labels_csv=args.labels_csv)
     return 0
 
 
@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=cfg.TrainConfig.data_dir, help="folder or gs:// URI")
     p.add_argument("--if-missing", action="store_true",
                    help="do nothing when the config is already prepared there (pod start-up)")
+    p.add_argument("--labels-csv", default=None,
+                   help="labels of CT volumes (DICOM/NIfTI) in --manual-dir: CSV with path,label[,patient] "
+                        "(default: labels.csv at the top of manual_dir)")
     p.set_defaults(func=_prepare)
 
     p = sub.add_parser("train", help="one training run (resumes from the run URI's newest checkpoint)")

@@ -32,8 +32,11 @@ def is_prepared(config: str, data_dir: str) -> bool:
 
 
 def prepare(config: str, data_dir: str, manual_dir: str | None = None, demo: bool = False,
-            if_missing: bool = False) -> list:
-    """Build covid_ct/<config> (or every config for "all") into `data_dir`; returns the summaries."""
+            if_missing: bool = False, labels_csv: str | None = None) -> list:
+    """Build covid_ct/<config> (or every config for "all") into `data_dir`; returns the summaries.
+
+    `labels_csv`: the labels of CT volumes in manual_dir (columns path,label[,patient]; see the
+    covid_ct README); default `labels.csv` at the top of manual_dir."""
     configs = sorted(RESOLUTIONS) if config == "all" else [config]
     if any(c not in RESOLUTIONS for c in configs):
         raise UserError(f"--config {config!r} is not one of {sorted(RESOLUTIONS)} or 'all'")
@@ -56,7 +59,8 @@ def prepare(config: str, data_dir: str, manual_dir: str | None = None, demo: boo
         storage.delete(storage.join(data_dir, "covid_ct", c))
         with storage.staged_output(data_dir) as local_data_dir:
             try:
-                summary = builder.build(c, str(local_data_dir), manual_dir=local_manual, demo=demo)
+                summary = builder.build(c, str(local_data_dir), manual_dir=local_manual, demo=demo,
+                                        labels_csv=labels_csv)
             except DatasetError as e:
                 raise UserError(str(e)) from None
         log.info(summary.line())
