@@ -1,20 +1,22 @@
-"""Ray Tune sweeps: the space and plan checks alone, then real sweeps on a real local Ray head.
+"""Ray Tune sweeps: the space and plan checks alone, then real sweeps on a real autoscaling cluster.
 
-The heavy tests share one `ray start --head` (127.0.0.1, 2 CPUs, no GPU, token auth disabled,
-stopped by its fixture) and the session's GCS emulator: a sweep submitted with `ray job submit`
-writes into the bucket, `best` pulls its winner and `generate` draws from it; a sweep interrupted
-after its first trial resumes without rerunning that trial; bad input fails before any trial.
+The heavy tests share one local Ray cluster started as the KubeRay sweep cluster runs: a head
+with 0 CPUs and a worker group at zero that Ray's own autoscaler (fake multi-node provider, every
+node on 127.0.0.1) grows for waiting trials (tests/ray_autoscaler.py). Every Ray process reaches
+an in-memory GCS emulator through a proxy that refuses bucket-metadata reads with GCS's 403, as
+GCS refuses them to the pods' roles/storage.objectUser. A sweep submitted with `ray job submit`
+scales the cluster from zero, has one trial diverge (it ends finished, worst score, no retry) and
+exits 0; `best` pulls its winner and `generate` draws from it; a driver killed with SIGKILL is
+resubmitted and reruns no trial that had finished; bad input fails before any trial.
 """
 
 import argparse
 import json
+import math
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -26,18 +28,21 @@ from PIL import Image
 from job import storage
 from job.config import resolve
 from job.errors import ConfigError, UserError
+from tests.fault_proxy import FaultProxy
 from tests.gcs_fixture import free_port
+from tests.ray_autoscaler import AutoscalingCluster
 from job import cli as job_cli
 from tune import cli, space as spaces
-from tune.sweep import Cluster, cluster_from, plan_resources
+from tune.sweep import (
+    STATE_SYNC_SECONDS, Cluster, cluster_from, make_folders, plan_resources, storage_permissions,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-HEAD_START_SECONDS = 90
 JOB_SECONDS = 240
+MAX_WORKERS = 2  # the test cluster's worker group: 0..2 nodes of 1 CPU
 # Every sweep here: the smoke preset (28x28, 2 epochs, checkpoints and SWD every epoch), two
-# trials, and a grace period of the whole run so ASHA never stops a trial of 2 epochs early.
-SMOKE = ["--preset", "smoke", "--num-samples", "2", "--grace-period", "2"]
+# trials, and a grace period of the whole run so ASHA never stops a trial early.
 
 
 # -- the space and the plan, no Ray -----------------------------------------------------------
@@ -122,7 +127,78 @@ def test_an_autoscaling_cluster_counts_the_nodes_it_may_add():
     assert plan_resources(unlimited, 2, 1, 0, trials=3).concurrent == 3
 
 
-# -- a real Ray head, the emulator, demo data ---------------------------------------------------
+def test_a_cluster_that_grows_trusts_the_explicit_resources():
+    # KubeRay's sweep cluster when the sweep starts: a head of 0 CPUs, no worker; Ray 2.60 does
+    # not say what the autoscaler may add, --max-concurrent-trials (the manifests' maxReplicas) does.
+    idle = cluster_from([{"CPU": 0.0}], None, trials=8, grows_to=4)
+    r = plan_resources(idle, 1, 6, 0, trials=8)
+    assert (r.gpus_per_trial, r.cpus_per_trial, r.concurrent, r.trusted) == (1, 6, 4, True)
+    assert plan_resources(idle, 1, 6, 0, trials=3).concurrent == 3
+    with pytest.raises(UserError, match="--gpus-per-trial is needed"):
+        plan_resources(idle, None, 6, 0, trials=8)  # GPU or CPU trials: nothing to tell from
+    with pytest.raises(UserError, match="--cpus-per-trial >= 1"):
+        plan_resources(idle, 1, 0, 0, trials=8)  # never fits anywhere
+    # A worker already up that holds a trial: not "trusted", still capped by what it grows to.
+    up = cluster_from([{"CPU": 0.0}, {"CPU": 8.0, "GPU": 1.0}], None, trials=8, grows_to=4)
+    r = plan_resources(up, None, 6, 0, trials=8)
+    assert (r.gpus_per_trial, r.concurrent, r.trusted) == (1, 4, False)
+    with pytest.raises(UserError, match="must be positive"):
+        cluster_from([], None, trials=8, grows_to=0)
+
+
+def test_a_cluster_that_cannot_grow_says_how_to_declare_that_it_does():
+    head_only = cluster_from([{"CPU": 0.0}], None, trials=2)
+    with pytest.raises(UserError, match="more than the largest node .* pass --max-concurrent-trials"):
+        plan_resources(head_only, 0, 1, 0, trials=2)
+
+
+def test_the_sweep_folder_is_made_without_reading_bucket_metadata(memory_bucket):
+    from pyarrow import fs
+
+    with FaultProxy(memory_bucket.endpoint) as proxy:
+        proxy.deny("GET", BUCKET_METADATA, 403, NO_BUCKETS_GET)
+        filesystem = fs.GcsFileSystem(anonymous=True, scheme="http",
+                                      endpoint_override=proxy.endpoint.removeprefix("http://"))
+        prefix = f"{MemoryBucket.bucket}/fresh-{uuid.uuid4().hex[:8]}/sweeps"
+        # What Ray does for a new experiment folder: refused, as GCS refuses an objectUser.
+        with pytest.raises(PermissionError, match="storage.buckets.get"):
+            filesystem.create_dir(f"{prefix}/first", recursive=True)
+        make_folders(filesystem, f"{prefix}/second")
+        filesystem.create_dir(f"{prefix}/second/trial/checkpoint_000000", recursive=True)
+        make_folders(filesystem, f"{prefix}/second")  # again, as a resumed sweep does
+        # Nothing but objects was asked for after the first, refused, call.
+        asked = [path for method, path in proxy.requests if re.search(BUCKET_METADATA, path)]
+        assert len(asked) == 1
+        # Without objects.create either, the message names the permission and the role.
+        proxy.deny("POST", r"^/upload/storage/v1/b/", 403,
+                   "covidct@test.iam.gserviceaccount.com does not have storage.objects.create access")
+        with pytest.raises(UserError) as error, storage_permissions("gs://covidct-test/x/sweeps/third"):
+            make_folders(filesystem, f"{prefix}/third")
+        assert "the bucket refused storage.objects.create for gs://covidct-test/x/sweeps/third" in str(error.value)
+        assert "roles/storage.objectUser" in str(error.value)
+
+
+def test_a_refused_bucket_metadata_read_names_the_permission_and_the_role():
+    with pytest.raises(UserError) as error, storage_permissions("gs://b/sweeps/s"):
+        raise PermissionError(f"google::cloud::Status(PERMISSION_DENIED: Permanent error, with a "
+                              f"last message of {NO_BUCKETS_GET}")
+    assert "refused storage.buckets.get for gs://b/sweeps/s" in str(error.value)
+    assert "roles/storage.legacyBucketReader" in str(error.value)
+
+
+def test_a_diverged_trial_reports_the_worst_value_of_the_selection_metric():
+    from job.errors import Diverged
+    from job.metrics import registry
+    from tune.trainable import DIVERGED, diverged_result, worst
+
+    result = diverged_result(Diverged("non-finite loss", epoch=7, last_good_epoch=5))
+    assert result["epoch"] == 7 and "epoch 7" in result[DIVERGED] and "epoch 5" in result[DIVERGED]
+    for metric in ("swd", "diversity"):  # lower is better, higher is better
+        assert not registry.is_better(metric, worst(metric), 1e30)
+        assert not registry.is_better(metric, worst(metric), -1e30)
+
+
+# -- a real autoscaling Ray cluster, the emulator behind a GCS-like proxy, demo data --------------
 
 
 class MemoryBucket:
@@ -165,11 +241,6 @@ def memory_bucket(tmp_path_factory):
         process.wait(timeout=10)
 
 
-class Head:
-    def __init__(self, address: str, dashboard: str, env: dict):
-        self.address, self.dashboard, self.env = address, dashboard, env
-
-
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -178,63 +249,50 @@ def _answers(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def ray_head(memory_bucket):
-    """`ray start --head --block` on 127.0.0.1 with its own ports and folder; terminated after.
+# What GCS answers a service account with roles/storage.objectUser that reads bucket metadata.
+BUCKET_METADATA = rf"^/storage/v1/b/{MemoryBucket.bucket}(\?|$)"
+NO_BUCKETS_GET = ("covidct@test.iam.gserviceaccount.com does not have storage.buckets.get access "
+                  "to the Google Cloud Storage bucket. Permission 'storage.buckets.get' denied")
 
-    --block keeps the command in the foreground, and on SIGTERM it stops the processes it
-    started; nothing else on the machine is touched (no `ray stop`).
-    """
-    folder = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must stay < 108 bytes
-    ports = {name: free_port() for name in (
-        "port", "dashboard-port", "ray-client-server-port", "node-manager-port",
-        "object-manager-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-        "metrics-export-port", "runtime-env-agent-port")}
-    env = {
+
+@pytest.fixture(scope="module")
+def object_user_bucket(memory_bucket):
+    """The in-memory emulator behind a proxy that refuses bucket-metadata reads, as GCS refuses
+    them to the pods' service account (roles/storage.objectUser has no storage.buckets.get)."""
+    with FaultProxy(memory_bucket.endpoint) as proxy:
+        proxy.deny("GET", BUCKET_METADATA, 403, NO_BUCKETS_GET)
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(object_user_bucket):
+    """A 0-CPU head whose 1-CPU workers (at most 2) Ray's autoscaler adds from zero; every Ray
+    process (job drivers, trials) reaches the bucket through the object-user proxy."""
+    cluster = AutoscalingCluster({
         **os.environ,
-        "RAY_AUTH_MODE": "disabled",  # a token file in ~/.ray would otherwise turn auth on
-        "STORAGE_EMULATOR_HOST": memory_bucket.endpoint,  # trials and job drivers inherit it
+        "STORAGE_EMULATOR_HOST": object_user_bucket.endpoint,  # trials and job drivers inherit it
         "PYTHONPATH": str(REPO),  # drivers joining from this checkout import tune/ and job/
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # `python` of a job = the venv's
         "TF_CPP_MIN_LOG_LEVEL": "2",
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
-    command = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-               "--num-cpus=2", "--num-gpus=0", "--include-dashboard=true",
-               "--dashboard-host=127.0.0.1", f"--temp-dir={folder}", "--disable-usage-stats",
-               "--object-store-memory=268435456"]
-    command += [f"--{name}={port}" for name, port in ports.items()]
-    log_path = Path(folder) / "head.log"
-    head = Head(f"127.0.0.1:{ports['port']}", f"http://127.0.0.1:{ports['dashboard-port']}", env)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+    }, worker_cpus=1, max_workers=MAX_WORKERS, idle_minutes=1)
     try:
-        deadline = time.monotonic() + HEAD_START_SECONDS
-        while not _answers(f"{head.dashboard}/api/version"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the Ray head did not come up:\n{log_path.read_text()[-3000:]}", pytrace=False)
-            time.sleep(0.5)
+        cluster.start()
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("RAY_AUTH_MODE", "disabled")
-            yield head
+            yield cluster
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # our own session, by its id
-            process.wait()
-        shutil.rmtree(folder, ignore_errors=True)
+        cluster.stop()
 
 
 @pytest.fixture(scope="module")
-def ray_driver(ray_head):
-    """This test process joined to the head (a sweep run in-process uses it)."""
+def ray_driver(ray_cluster):
+    """This test process joined to the cluster (a sweep run in-process uses it)."""
     import ray
 
-    ray.init(address=ray_head.address, log_to_driver=False)
-    yield ray_head
+    ray.init(address=ray_cluster.address, log_to_driver=False)
+    yield ray_cluster
     ray.shutdown()
 
 
@@ -256,6 +314,12 @@ def _trials(sweep_uri: str) -> dict:
     return {tid: read_metrics(storage.join(sweep_uri, tid, "run")) for tid in ids}
 
 
+def _ray_results(sweep_uri: str, trial_id: str) -> list[dict]:
+    """What Ray recorded of a trial: one dict per `tune.report`, in its result.json."""
+    text = storage.read_bytes(storage.join(sweep_uri, trial_id, "result.json")).decode()
+    return [json.loads(line) for line in text.splitlines()]
+
+
 def _parse(*argv: str) -> argparse.Namespace:
     """`covidct ...` with the tune subcommands plugged in, as job.cli does for its entry points."""
     parser = argparse.ArgumentParser(prog="covidct")
@@ -265,23 +329,38 @@ def _parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-# -- a sweep submitted as a Ray job --------------------------------------------------------------
+def _space(tmp_path: Path, space: dict) -> str:
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(space))
+    return str(path)
+
+
+# -- a sweep submitted as a Ray job: scale from zero, least privilege, a diverging trial ---------
 
 
 @pytest.fixture(scope="module")
-def submitted_sweep(ray_head, demo_data, memory_bucket):
-    """The README's `ray job submit ... -- python -m tune ...`, run to the end; (sweep URI, logs)."""
+def submitted_sweep(ray_cluster, demo_data, memory_bucket, object_user_bucket, tmp_path_factory):
+    """The README's `ray job submit ... -- python -m tune ...` on the autoscaling cluster, run to
+    the end; one trial of two is made to diverge (an R1 weight of 1e30). (sweep URI, logs).
+
+    No `--working-dir`: as in the KubeRay image, the project is importable on every node already
+    (PYTHONPATH). The fake provider's nodes share one session folder, and a node's runtime-env
+    agent deletes an unused working_dir package that another node's processes still run in.
+    """
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    storage_uri = memory_bucket.uri(f"job-{uuid.uuid4().hex[:8]}")
+    storage_uri = memory_bucket.uri(f"job-{uuid.uuid4().hex[:8]}/sweeps")  # a prefix never seen
+    space = _space(tmp_path_factory.mktemp("space"), {"r1_gamma": {"grid": [0.0, 1.0e30]}})
     job_id = f"covidct-sweep-{uuid.uuid4().hex[:8]}"
-    submit = [str(BIN / "ray"), "job", "submit", "--address", ray_head.dashboard,
-              "--submission-id", job_id, "--no-wait", "--working-dir", str(REPO), "--",
-              "python", "-m", "tune", *SMOKE, "--name", "jobsweep", "--storage", storage_uri,
-              "--data-dir", demo_data]
-    done = subprocess.run(submit, env=ray_head.env, capture_output=True, text=True, timeout=120)
+    submit = [str(BIN / "ray"), "job", "submit", "--address", ray_cluster.dashboard,
+              "--submission-id", job_id, "--no-wait", "--",
+              "python", "-m", "tune", "--preset", "smoke", "--num-samples", "1", "--grace-period", "2",
+              "--space", space, "--gpus-per-trial", "0", "--cpus-per-trial", "1",
+              "--max-concurrent-trials", str(MAX_WORKERS), "--name", "jobsweep",
+              "--storage", storage_uri, "--data-dir", demo_data]
+    done = subprocess.run(submit, env=ray_cluster.env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    client = JobSubmissionClient(ray_head.dashboard)
+    client = JobSubmissionClient(ray_cluster.dashboard)
     deadline = time.monotonic() + JOB_SECONDS
     while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED,
                                                              JobStatus.STOPPED}:
@@ -291,33 +370,72 @@ def submitted_sweep(ray_head, demo_data, memory_bucket):
                         f"{client.get_job_logs(job_id)[-4000:]}")
         time.sleep(2)
     logs = client.get_job_logs(job_id)
-    assert status == JobStatus.SUCCEEDED, logs[-6000:]
+    assert status == JobStatus.SUCCEEDED, logs[-6000:]  # exit 0 although a trial diverged
     return storage.join(storage_uri, "jobsweep"), logs
 
 
+def _diverged_and_good(sweep_uri: str) -> tuple[str, str]:
+    configs = {tid: json.loads(storage.read_bytes(storage.join(sweep_uri, tid, "run", "config.json")))
+               for tid in _trials(sweep_uri)}
+    (diverged,) = [t for t, c in configs.items() if c["r1_gamma"] > 1]
+    (good,) = set(configs) - {diverged}
+    return diverged, good
+
+
 @pytest.mark.heavy
-def test_ray_job_submit_sweep_writes_every_trial_to_the_bucket(submitted_sweep):
+def test_a_sweep_on_a_cluster_scaled_from_zero_runs_its_trials(submitted_sweep, ray_cluster):
     sweep_uri, logs = submitted_sweep
-    assert "sweep 'jobsweep': 2 trials, 2 at a time; ASHA on swd" in logs
-    assert re.search(r"global batch 8 \(\d+ steps/epoch\), 16 .* of \d+ images \(28\)", logs)
+    # Nothing could run when the plan was made (a 0-CPU head, no worker): the plan trusted the
+    # explicit per-trial resources, and Ray's autoscaler started the workers for the waiting trials.
+    assert (f"sweep 'jobsweep': 2 trials, {MAX_WORKERS} at a time once the autoscaler has added "
+            "nodes; ASHA on swd") in logs
+    assert "per trial: 1 CPU(s), 1 CPU replica(s) (as given: no node has them yet" in logs
+    assert re.search(r"Adding \d node\(s\) of type cpu1", ray_cluster.monitor_log())
+    assert re.search(r"global batch 16 \(\d+ steps/epoch\) of \d+ images \(28\)", logs)
+    diverged, good = _diverged_and_good(sweep_uri)
     trials = _trials(sweep_uri)
-    assert len(trials) == 2
+    # The job's own record and Ray's: the good trial reported SWD for both epochs ...
+    assert [h["epoch"] for h in trials[good]] == [1, 2] and all(h["swd"] > 0 for h in trials[good])
+    assert [r["epoch"] for r in _ray_results(sweep_uri, good)] == [1, 2]
+    assert all({"swd", "diversity", "d_real_acc"} <= set(r) for r in _ray_results(sweep_uri, good))
+    # ... and Ray kept its checkpoints in the bucket (a copy of the job's checkpoint folder,
+    # handed to the trial when Tune retries it).
     files = storage.list_files(sweep_uri)
-    for tid, history in trials.items():
-        # The job's own record, and Ray's: each trial reported SWD for both epochs ...
-        assert [h["epoch"] for h in history] == [1, 2] and all(h["swd"] > 0 for h in history)
-        ray_results = [json.loads(l) for l in storage.read_bytes(storage.join(sweep_uri, tid, "result.json")).decode().splitlines()]
-        assert [r["epoch"] for r in ray_results] == [1, 2]
-        assert all({"swd", "diversity", "d_real_acc"} <= set(r) for r in ray_results)
-        # ... and Ray kept its checkpoints in the bucket, complete ones.
-        kept = {rel.split("/")[1] for rel in files if rel.startswith(f"{tid}/checkpoint_") and rel.endswith("/COMPLETE")}
-        assert len(kept) == 2, kept
-        assert f"trial {tid} finished: swd" in logs
+    kept = {rel.split("/")[1] for rel in files if rel.startswith(f"{good}/checkpoint_") and rel.endswith("/state.json")}
+    assert len(kept) == 2, [rel for rel in files if rel.startswith(good)]
+    assert f"trial {good} finished: swd" in logs
     report = storage.read_bytes(storage.join(sweep_uri, "report.md")).decode()
-    best_first = sorted(trials, key=lambda t: min(h["swd"] for h in trials[t]))
-    assert report.index(best_first[0]) < report.index(best_first[1])
-    assert f"report/{best_first[0]}.png" in report
-    assert storage.read_bytes(storage.join(sweep_uri, "report", f"{best_first[0]}.png"))[:4] == b"\x89PNG"
+    assert "2 trials: 1 finished, 1 diverged" in report
+    table = report[report.index("| # | trial |"):]
+    assert table.index(good) < table.index(diverged)  # ranked: measured first, unmeasured last
+    assert f"report/{good}.png" in report
+    assert storage.read_bytes(storage.join(sweep_uri, "report", f"{good}.png"))[:4] == b"\x89PNG"
+
+
+@pytest.mark.heavy
+def test_the_sweep_never_needed_bucket_metadata(submitted_sweep, object_user_bucket):
+    # The proxy refused every bucket-metadata read with GCS's own 403, and the sweep above ran.
+    # Ray (pyarrow, whose request has no query) never asked: the folder markers were there before
+    # its recursive create_dir could. The job's own asks (google-cloud-storage's, "?projection=")
+    # only word a 404's message and take a 403 as "not found".
+    sweep_uri, _ = submitted_sweep
+    asked = [path for method, path in object_user_bucket.requests
+             if method == "GET" and re.search(BUCKET_METADATA, path)]
+    assert [path for path in asked if "projection=" not in path] == []
+    assert any("jobsweep%2F" in path for _, path in object_user_bucket.requests)  # it did go through
+
+
+@pytest.mark.heavy
+def test_a_diverged_trial_ends_finished_with_the_worst_score_and_is_not_retried(submitted_sweep):
+    sweep_uri, logs = submitted_sweep
+    diverged, _ = _diverged_and_good(sweep_uri)
+    (last,) = _ray_results(sweep_uri, diverged)  # one report: no retry ran it again
+    assert last["swd"] == math.inf and last["epoch"] == 1
+    assert last["diverged"].startswith("non-finite loss in epoch 1")
+    assert f"trial {diverged} diverged, ended with the worst swd and not retried" in logs
+    assert "failed after its retries" not in logs and "errored" not in logs.lower()
+    report = storage.read_bytes(storage.join(sweep_uri, "report.md")).decode()
+    assert f"| {diverged} | diverged | 1 | non-finite loss in epoch 1" in report
 
 
 @pytest.mark.heavy
@@ -326,7 +444,7 @@ def test_best_downloads_a_checkpoint_generate_turns_into_pngs(submitted_sweep, t
 
     sweep_uri, _ = submitted_sweep
     trials = _trials(sweep_uri)
-    winner = min(trials, key=lambda t: min(h["swd"] for h in trials[t]))
+    _, winner = _diverged_and_good(sweep_uri)
     out = tmp_path / "best"
     args = _parse("best", "--sweep", sweep_uri, "--out", str(out))
     assert args.func(args) == 0
@@ -337,57 +455,67 @@ def test_best_downloads_a_checkpoint_generate_turns_into_pngs(submitted_sweep, t
     assert (out / "checkpoints" / best["name"] / "COMPLETE").exists()
     assert json.loads((out / "config.json").read_text())["name"] == winner
 
-    pngs = generate_pngs(str(out), str(tmp_path / "pngs"), n=4, checkpoint="best")
+    pngs = generate_pngs(str(out), str(tmp_path / "pngs"), n=4, checkpoint="best")  # file names
     assert len(pngs) == 4
-    with Image.open(pngs[0]) as image:
+    with Image.open(tmp_path / "pngs" / pngs[0]) as image:
         assert image.size == (28, 28) and image.text["synthetic"] == "true"
 
 
-# -- resume -----------------------------------------------------------------------------------
+# -- a driver killed mid-sweep ------------------------------------------------------------------
 
 
 @pytest.mark.heavy
-def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(
+def test_a_killed_driver_reruns_no_trial_finished_before_its_last_state_sync(
         ray_driver, demo_data, memory_bucket, tmp_path, capsys):
-    # Two CPUs per trial on a 2-CPU head: one trial at a time, so the second trial starting
-    # means the first has finished.
-    storage_uri = memory_bucket.uri(f"resume-{uuid.uuid4().hex[:8]}")
-    argv = [*SMOKE, "--name", "resume", "--cpus-per-trial", "2", "--storage", storage_uri,
-            "--data-dir", demo_data]
-    sweep_uri = storage.join(storage_uri, "resume")
+    # One trial at a time: a 2-epoch trial, then a 12-epoch one. The driver is killed (SIGKILL:
+    # no chance to save anything) while the second runs, STATE_SYNC_SECONDS + 10 s after the
+    # first finished; the same command then finishes the sweep without running the first again.
+    storage_uri = memory_bucket.uri(f"kill-{uuid.uuid4().hex[:8]}")
+    space = _space(tmp_path, {"epochs": {"grid": [2, 12]}})
+    argv = ["--preset", "smoke", "--num-samples", "1", "--grace-period", "12", "--space", space,
+            "--gpus-per-trial", "0", "--cpus-per-trial", "1", "--max-concurrent-trials", "1",
+            "--name", "killed", "--storage", storage_uri, "--data-dir", demo_data]
+    sweep_uri = storage.join(storage_uri, "killed")
     log_path = tmp_path / "driver.log"
+
+    def finished() -> dict:
+        return {t: h for t, h in _trials(sweep_uri).items() if h and h[-1]["epoch"] == len(h) and
+                json.loads(storage.read_bytes(storage.join(sweep_uri, t, "run", "config.json")))["epochs"] == len(h)}
+
     with open(log_path, "wb") as log:
         driver = subprocess.Popen([sys.executable, "-m", "tune", *argv], cwd=REPO, stdout=log,
                                   stderr=subprocess.STDOUT,
                                   env={**ray_driver.env, "RAY_ADDRESS": ray_driver.address})
     try:
         deadline = time.monotonic() + JOB_SECONDS
-        while len(_trials(sweep_uri)) < 2:
+        while not (done := finished()):
             assert driver.poll() is None, log_path.read_text()[-4000:]
             assert time.monotonic() < deadline, log_path.read_text()[-4000:]
             time.sleep(0.5)
-        driver.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state and stops
-        assert driver.wait(timeout=90) == 1
+        time.sleep(STATE_SYNC_SECONDS + 10)
+        assert driver.poll() is None, log_path.read_text()[-4000:]
+        assert len(finished()) == 1, "the second trial ended before the kill: make it longer"
+        driver.kill()  # SIGKILL
+        driver.wait(timeout=30)
     finally:
         if driver.poll() is None:
             driver.kill()
-    output = log_path.read_text()
-    assert "trial(s) unfinished; run the same command again to resume it" in output
-    finished = {t for t, h in _trials(sweep_uri).items() if [e["epoch"] for e in h] == [1, 2]}
-    assert len(finished) == 1, output[-4000:]
-    (first,) = finished
+    (first,) = done
     first_metrics = storage.read_bytes(storage.join(sweep_uri, first, "run", "metrics.jsonl"))
+    first_results = storage.read_bytes(storage.join(sweep_uri, first, "result.json"))
 
     args = _parse("sweep", *argv)
     assert args.func(args) == 0
     printed = capsys.readouterr().out
-    assert "sweep 'resume' (resuming)" in printed
+    assert "sweep 'killed' (resuming)" in printed
     trials = _trials(sweep_uri)
     (second,) = set(trials) - {first}
     assert f"trial {second} finished: swd" in printed and f"trial {first} finished" not in printed
-    assert [h["epoch"] for h in trials[second]] == [1, 2]
-    # Metrics lines carry each epoch's wall time: a rerun would have rewritten them.
+    assert [h["epoch"] for h in trials[second]] == list(range(1, 13))
+    # Metrics lines carry each epoch's wall time, Ray's results their timestamps: a rerun of the
+    # first trial would have rewritten them.
     assert storage.read_bytes(storage.join(sweep_uri, first, "run", "metrics.jsonl")) == first_metrics
+    assert storage.read_bytes(storage.join(sweep_uri, first, "result.json")) == first_results
 
 
 # -- bad input: one message each, before any trial ---------------------------------------------
@@ -429,4 +557,5 @@ def test_more_gpus_per_trial_than_the_cluster_has_is_refused(ray_driver, demo_da
     message = _sweep_refused(capsys, "--gpus-per-trial", "1", "--storage", str(storage_dir),
                              "--data-dir", demo_data)
     assert "--gpus-per-trial 1 is more than the Ray cluster has: 0 GPU(s)" in message
+    assert "pass --max-concurrent-trials" in message  # what to say if the cluster autoscales
     assert not (storage_dir / "bad").exists()

@@ -25,6 +25,10 @@ def add_sweep_args(parser: argparse.ArgumentParser) -> None:
                         help="GPUs of one trial's MirroredStrategy (default 1 if the cluster has GPUs, else 0)")
     parser.add_argument("--cpus-per-trial", type=int, default=1,
                         help="CPUs per trial; without GPUs also its CPU replicas unless --cpu-replicas")
+    parser.add_argument("--max-concurrent-trials", type=int, default=None,
+                        help="the most trials the cluster can grow to run at once (an autoscaling "
+                             "cluster: its worker groups' maxReplicas x trials per worker); the "
+                             "given --gpus-per-trial/--cpus-per-trial are then trusted")
     parser.add_argument("--storage", default="sweeps", help="folder or gs://BUCKET/PREFIX for results")
     parser.add_argument("--space", default=None, help="JSON/YAML search space (default: tune/space.py)")
     parser.add_argument("--scheduler", choices=("asha", "pbt"), default="asha")
@@ -58,13 +62,15 @@ def sweep_config(args: argparse.Namespace) -> TrainConfig:
 def _sweep(args: argparse.Namespace) -> int:
     from tune.sweep import run_sweep
 
-    failed = run_sweep(
+    # 0 once every trial ran and the report is written, whether or not some diverged or failed
+    # (the report lists them); run_sweep raises a UserError with the contract's code otherwise.
+    run_sweep(
         sweep_config(args), name=args.name, storage_uri=args.storage, num_samples=args.num_samples,
         gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
-        space_file=args.space, scheduler=args.scheduler, grace_period_epochs=args.grace_period,
-        top=args.top,
+        max_concurrent_trials=args.max_concurrent_trials, space_file=args.space,
+        scheduler=args.scheduler, grace_period_epochs=args.grace_period, top=args.top,
     )
-    return 1 if failed else 0
+    return 0
 
 
 def _best(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ray import tune
 
 from job.metrics import registry
+from tune.trainable import DIVERGED
 
 
 class FinishedTrialLines(tune.Callback):
@@ -20,12 +21,19 @@ class FinishedTrialLines(tune.Callback):
         self.best: dict[str, dict] = {}
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if DIVERGED in result:
+            return  # its worst-possible score is not a measurement
         value = result.get(self.metric)
         kept = self.best.get(trial.trial_id)
         if value is not None and registry.is_better(self.metric, value, kept and kept[self.metric]):
             self.best[trial.trial_id] = dict(result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        last = trial.last_result or {}
+        if DIVERGED in last:
+            print(f"trial {trial.trial_id} diverged, ended with the worst {self.metric} and not "
+                  f"retried: {last[DIVERGED]}", flush=True)
+            return
         print(finished_line(trial.trial_id, self.metric, self.best.get(trial.trial_id),
                             trial.last_result or {}, {k: trial.config.get(k) for k in self.searched}),
               flush=True)

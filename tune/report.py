@@ -3,26 +3,62 @@
 Written into the sweep's own storage (`<sweep>/report.md`, `<sweep>/report/<trial id>.png`) at the
 end of every sweep, so it sits beside the results it describes, in the bucket or the folder. Each
 grid is the one the trial drew (fixed noise) at its best checkpoint's epoch, or the latest before
-it; a per-setting summary says which values of each varied field win.
+it; a per-setting summary says which values of each varied field win. Trials that diverged or
+failed after their retries are listed with their reason: the sweep succeeded if it ran them all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 
 from job import run, storage
+from job.errors import UserError
 from job.metrics import registry
 from tune import best as results
 from tune.layout import REPORT, REPORT_IMAGES
 
 MAX_LEVELS = 8  # a field with more distinct values is summarised in two halves around its median
+FINISHED, DIVERGED, FAILED = "finished", "diverged", "failed"
 
 
-def write_report(sweep_uri: str, metric: str = "swd", top: int = 3) -> str:
-    """Write report.md and the top `top` grids into `sweep_uri`; returns the report's URI."""
-    trials = results.read_trials(sweep_uri)
-    ranked = results.rank(trials, metric)
-    fields = results.varying_fields(trials)
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How a trial ended: finished, diverged (it ended itself) or failed (after its retries)."""
+
+    status: str
+    reason: str = ""
+    epoch: int | None = None  # the last epoch it reported
+
+
+@dataclasses.dataclass(frozen=True)
+class Written:
+    uri: str
+    measured: int  # trials with a kept checkpoint measured by the metric
+
+
+def outcome_line(outcomes: dict[str, Outcome]) -> str:
+    """'3 trials: 1 finished, 1 diverged (t2), 1 failed (t3)'."""
+    parts = []
+    for status in (FINISHED, DIVERGED, FAILED):
+        ids = sorted(t for t, o in outcomes.items() if o.status == status)
+        if ids:
+            parts.append(f"{len(ids)} {status}" + (f" ({', '.join(ids)})" if status != FINISHED else ""))
+    return f"{len(outcomes)} trials: " + (", ".join(parts) or "none ran")
+
+
+def write_report(sweep_uri: str, metric: str = "swd", top: int = 3,
+                 outcomes: dict[str, Outcome] | None = None) -> Written:
+    """Write report.md and the top `top` grids into `sweep_uri`; returns its URI and how many
+    trials it could rank. A sweep in which no trial produced a result still gets a report that
+    says why (the outcomes)."""
+    outcomes = outcomes or {}
+    try:
+        trials = results.read_trials(sweep_uri)
+        ranked = results.rank(trials, metric)  # unmeasured trials last
+    except UserError:  # no trial wrote a run, or none has a measured checkpoint
+        trials, ranked = [], []
+    fields = results.varying_fields(trials) if trials else []
     images = {}
     for r in ranked[:top]:
         epochs = [e for e in r.trial.sample_epochs if r.checkpoint and e <= r.checkpoint.epoch]
@@ -32,21 +68,29 @@ def write_report(sweep_uri: str, metric: str = "swd", top: int = 3) -> str:
             storage.write_bytes(storage.join(sweep_uri, rel), storage.read_bytes(source))
             images[r.trial.trial_id] = (rel, epochs[-1])
     uri = storage.join(sweep_uri, REPORT)
-    storage.write_bytes(uri, render(sweep_uri, ranked, metric, fields, images, top).encode())
-    return uri
+    text = render(sweep_uri, ranked, metric, fields, images, top, outcomes)
+    storage.write_bytes(uri, text.encode())
+    return Written(uri, sum(r.value is not None for r in ranked))
 
 
-def render(sweep_uri: str, ranked: list, metric: str, fields: list[str], images: dict, top: int) -> str:
+def render(sweep_uri: str, ranked: list, metric: str, fields: list[str], images: dict, top: int,
+           outcomes: dict[str, Outcome] | None = None) -> str:
     """The report's markdown (pure: everything it shows is passed in)."""
     mode = registry.direction(metric)
-    lines = [
-        f"# Sweep report: {sweep_uri}",
-        "",
+    outcomes = outcomes or {}
+    lines = [f"# Sweep report: {sweep_uri}", ""]
+    if outcomes:
+        lines += [outcome_line(outcomes) + ".", ""]
+    if not ranked:
+        lines += [f"No trial kept a checkpoint measured by {metric}.", ""]
+        return "\n".join(lines + ended(outcomes))
+    lines += [
         f"{len(ranked)} trials ranked by {metric} ({mode} is better) at the checkpoints they kept.",
         "",
         results.table(ranked, metric, fields),
         "",
     ]
+    lines += ended(outcomes)
     if fields:
         lines += [f"## Which settings win ({metric} of the trials with each value)", ""]
         for field in fields:
@@ -54,7 +98,9 @@ def render(sweep_uri: str, ranked: list, metric: str, fields: list[str], images:
     lines += [f"## Top {min(top, len(ranked))}", ""]
     for i, r in enumerate(ranked[:top], 1):
         settings = ", ".join(f"{f}={results.fmt(r.trial.config.get(f))}" for f in fields) or "base config"
-        lines.append(f"### {i}. trial {r.trial.trial_id}: {metric} {results.fmt(r.value)}")
+        outcome = outcomes.get(r.trial.trial_id)
+        later = f" (then {outcome.status}: {outcome.reason})" if outcome and outcome.status != FINISHED else ""
+        lines.append(f"### {i}. trial {r.trial.trial_id}: {metric} {results.fmt(r.value)}{later}")
         lines.append("")
         lines.append(settings)
         lines.append("")
@@ -66,6 +112,21 @@ def render(sweep_uri: str, ranked: list, metric: str, fields: list[str], images:
             lines.append("(no sample grid at or before its best checkpoint)")
         lines.append("")
     return "\n".join(lines)
+
+
+def ended(outcomes: dict[str, Outcome]) -> list[str]:
+    """The section on trials that diverged or failed: which, at which epoch, why."""
+    bad = {t: o for t, o in sorted(outcomes.items()) if o.status != FINISHED}
+    if not bad:
+        return []
+    lines = ["## Diverged and failed trials", "",
+             "Diverged trials ended themselves with the worst score (a retry would diverge again); "
+             "failed trials failed again after their retries (their error is in Ray's trial folder).",
+             "", "| trial | outcome | last epoch | reason |", "| --- | --- | --- | --- |"]
+    for trial_id, o in bad.items():
+        reason = o.reason.replace("|", "\\|")
+        lines.append(f"| {trial_id} | {o.status} | {o.epoch if o.epoch is not None else '-'} | {reason} |")
+    return lines + [""]
 
 
 def summary(ranked: list, field: str, metric: str) -> str:

@@ -5,18 +5,28 @@ path), writes its run to `<sweep>/<trial id>/run` (sample grids, metrics.jsonl a
 events land in the bucket beside Ray's own trial files) and forwards each measured epoch to
 `ray.tune.report`, with the job's checkpoint folder whenever one was written. A retried or
 PBT-exploited trial starts from the checkpoint Tune hands it (`ray.tune.get_checkpoint`).
+
+A trial whose loss turns non-finite (`job.errors.Diverged`) is an outcome of the search, not a
+fault: retrying it from its last checkpoint with the same settings diverges again. The trial
+reports the worst possible score with the reason under `diverged` and ends as a finished trial,
+so Tune neither retries it nor reruns it on resume, and the scheduler ranks it last.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 from ray import tune
 
 from job.config import TrainConfig, override, validate
+from job.errors import Diverged
+from job.metrics import registry
 from job.metrics.registry import SELECTION_METRIC
 from job.training.loop import EpochReport, fit
 from tune.layout import trial_run_uri
+
+DIVERGED = "diverged"  # the result key holding a diverged trial's reason
 
 
 def trial_dirname(trial) -> str:
@@ -45,13 +55,29 @@ def report_epoch(report: EpochReport) -> None:
     tune.report(metrics, checkpoint=checkpoint)
 
 
+def worst(metric: str) -> float:
+    """The value every measured value of `metric` beats (+inf when lower is better)."""
+    return max((math.inf, -math.inf), key=lambda value: registry.ordering(metric, value))
+
+
+def diverged_result(error: Diverged) -> dict:
+    """The last result of a diverged trial: the worst score, the epoch, and why."""
+    return {SELECTION_METRIC: worst(SELECTION_METRIC), "epoch": error.epoch,
+            DIVERGED: f"non-finite loss in epoch {error.epoch} (last good checkpoint: epoch "
+                      f"{error.last_good_epoch})"}
+
+
 def run_trial(params: dict, base: dict, sweep_uri: str) -> None:
     """The Tune function trainable (bound to `base` and `sweep_uri` by `tune.with_parameters`)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the job's progress lines
     config = trial_config(base, params, sweep_uri, tune.get_context().get_trial_id())
     checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        fit(config, callbacks=[report_epoch])
-        return
-    with checkpoint.as_directory() as folder:
-        fit(config, callbacks=[report_epoch], resume_from=folder)
+    try:
+        if checkpoint is None:
+            fit(config, callbacks=[report_epoch])
+            return
+        with checkpoint.as_directory() as folder:
+            fit(config, callbacks=[report_epoch], resume_from=folder)
+    except Diverged as error:
+        logging.getLogger("covidct").warning(f"trial diverged, ending it: {error}")
+        tune.report(diverged_result(error))
