@@ -43,7 +43,7 @@ def test_grid_rejects_bad_batches(bad):
 
 
 def test_tags_round_trip(tmp_path):
-    path = tmp_path / "samples" / "epoch_0007.png"
+    path = tmp_path / "grids" / "grid.png"
     image = images.grid(_constant_batch([0.5, -0.5]))
     images.save_png(image, path, synthetic_tags={"run": "runs/smoke", "epoch": 7})
     tags = images.read_tags(path)
@@ -73,7 +73,7 @@ def test_progress_gif_has_one_frame_per_png(tmp_path):
     for epoch in range(4):
         # Distinct frames: Pillow merges identical consecutive frames into one.
         image = images.grid(_constant_batch([epoch / 4 - 0.5] * 4, h=8, w=8))
-        paths.append(tmp_path / f"epoch_{epoch:04d}.png")
+        paths.append(tmp_path / f"grid_{epoch}.png")
         images.save_png(image, paths[-1], synthetic_tags={"epoch": epoch})
     out = tmp_path / "progress.gif"
     images.progress_gif(paths, out, duration_ms=250)

@@ -17,11 +17,12 @@ from job import storage
 from job.storage import StorageError
 from tests.gcs_fixture import free_port
 
+# A folder tree shaped like a run's (storage knows nothing of the run layout: job/run.py does).
 RUN_FOLDER = {
-    "config.json": b'{"epochs": 2}',
-    "checkpoints/ckpt-1.index": b"index",
-    "checkpoints/ckpt-1.data-00000-of-00001": os.urandom(300_000),
-    "samples/grids/epoch_0001.png": b"\x89PNG fake",
+    "settings.json": b'{"epochs": 2}',
+    "shards/part-1.index": b"index",
+    "shards/part-1.data-00000-of-00001": os.urandom(300_000),
+    "pictures/grids/grid_0001.png": b"\x89PNG fake",
 }
 
 
@@ -51,7 +52,7 @@ def _versions(place: str) -> dict[str, int]:
 
 
 def test_join_and_absolute():
-    assert storage.join("gs://b/run/", "checkpoints", "ckpt-1/") == "gs://b/run/checkpoints/ckpt-1"
+    assert storage.join("gs://b/run/", "shards", "part-1/") == "gs://b/run/shards/part-1"
     assert storage.join("gs://b", "x") == "gs://b/x"
     assert storage.join("runs/a", "b", "c.txt") == os.path.join("runs/a", "b", "c.txt")
     assert storage.absolute("gs://b/x") == "gs://b/x"
@@ -85,11 +86,11 @@ def test_directory_round_trip_and_listing(place, tmp_path):
     storage.write_bytes(place + "-sibling/other.txt", b"not mine")
 
     assert storage.list_files(place) == sorted(RUN_FOLDER)
-    assert storage.list_files(storage.join(place, "checkpoints")) == [
-        "ckpt-1.data-00000-of-00001",
-        "ckpt-1.index",
+    assert storage.list_files(storage.join(place, "shards")) == [
+        "part-1.data-00000-of-00001",
+        "part-1.index",
     ]
-    assert storage.list_files(storage.join(place, "samples")) == ["grids/epoch_0001.png"]
+    assert storage.list_files(storage.join(place, "pictures")) == ["grids/grid_0001.png"]
     assert storage.list_files(storage.join(place, "nothing")) == []
 
     storage.download_dir(place, str(tmp_path / "back"))
@@ -102,15 +103,15 @@ def test_repeated_upload_sends_only_changed_files(place, tmp_path):
     storage.upload_dir(str(source), place)
     before = _versions(place)
 
-    (source / "config.json").write_bytes(b'{"epochs": 3}')
-    (source / "checkpoints" / "ckpt-2.index").write_bytes(b"index 2")
+    (source / "settings.json").write_bytes(b'{"epochs": 3}')
+    (source / "shards" / "part-2.index").write_bytes(b"index 2")
     storage.upload_dir(str(source), place)
     after = _versions(place)
 
     changed = {rel for rel in before if after[rel] != before[rel]}
-    assert changed == {"config.json"}
-    assert set(after) - set(before) == {"checkpoints/ckpt-2.index"}
-    assert storage.read_bytes(storage.join(place, "config.json")) == b'{"epochs": 3}'
+    assert changed == {"settings.json"}
+    assert set(after) - set(before) == {"shards/part-2.index"}
+    assert storage.read_bytes(storage.join(place, "settings.json")) == b'{"epochs": 3}'
 
 
 def test_delete_removes_everything_below_the_prefix_only(place):
@@ -184,7 +185,7 @@ def test_writes_survive_an_outage(gcs_emulator, gcs_prefix, tmp_path):
     """A folder upload and a single write, both started while the emulator is down, complete."""
     storage.write_bytes(storage.join(gcs_prefix, "before.txt"), b"written before the outage")
     source = _write_tree(tmp_path / "run", RUN_FOLDER)
-    marker = storage.join(gcs_prefix, "marker", "COMPLETE")
+    marker = storage.join(gcs_prefix, "marker", "DONE")
     outcome = {}
 
     def run(name, write):
@@ -215,7 +216,7 @@ def test_writes_survive_an_outage(gcs_emulator, gcs_prefix, tmp_path):
     for name in writes:
         assert isinstance(outcome.get(name), float), f"{name}: {outcome.get(name)!r}"
         assert outcome[name] - restarted < 15
-    assert storage.list_files(gcs_prefix) == sorted([*RUN_FOLDER, "before.txt", "marker/COMPLETE"])
+    assert storage.list_files(gcs_prefix) == sorted([*RUN_FOLDER, "before.txt", "marker/DONE"])
     for rel, data in RUN_FOLDER.items():
         assert storage.read_bytes(storage.join(gcs_prefix, rel)) == data
     assert storage.read_bytes(marker) == b"done"

@@ -208,7 +208,7 @@ def test_killed_or_preempted_runs_resume_to_the_same_weights(demo_data, tmp_path
     proc.wait()
     again = covidct(*train_args(demo_data, run9, epochs))
     assert again.wait(timeout=600) == 0, again.communicate()[1][-2000:]
-    assert [h["epoch"] for h in lines(run9 / "metrics.jsonl")] == list(range(1, epochs + 1))
+    assert [h["epoch"] for h in lines(run9 / run_layout.METRICS)] == list(range(1, epochs + 1))
 
     reference = checkpoint_arrays(tmp_path / "straight")
     for other in (run, run9):
