@@ -45,3 +45,31 @@ def image_files(folder: str) -> list[pathlib.Path]:
     """Every scan file under `folder`, sorted (what a notebook would glob)."""
     return sorted(p for p in pathlib.Path(folder).rglob("*")
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+# CT volumes for the "slices per second from volumes" row: phantom volumes (phantoms.volume_hu, in
+# HU), half DICOM series and half gzipped NIfTI, both labels. 256x256 slices 2.5 mm apart (a
+# typical low-dose chest CT has 512x512 slices 1-5 mm apart: this is ~1/4 of its pixels per slice).
+VOLUME_DEPTH, VOLUME_SIDE, VOLUME_SPACING_MM, VOLUME_PIXEL_MM = 120, 256, 2.5, 1.4
+
+
+def volume_manual_dir(folder: pathlib.Path, count: int, depth: int = VOLUME_DEPTH,
+                      side: int = VOLUME_SIDE) -> tuple[str, int]:
+    """Writes `count` phantom volumes into folder/{covid,non_covid}/; returns (manual_dir, the
+    number of axial slices written)."""
+    from tfds_covidct.covid_ct import phantoms
+
+    folder = pathlib.Path(folder)
+    slices = 0
+    for i in range(count):
+        label = ("covid", "non_covid")[i % 2]
+        hu = phantoms.volume_hu(i, label, depth=depth, height=side, width=side)
+        if (i // 2) % 2:
+            phantoms.write_nifti(folder / label / f"volume_{i:03d}.nii.gz", hu,
+                                 spacing_mm=VOLUME_SPACING_MM, pixel_mm=VOLUME_PIXEL_MM, axcodes="LPS")
+        else:
+            phantoms.write_dicom_series(folder / label / f"patient_{i:03d}", hu,
+                                        spacing_mm=VOLUME_SPACING_MM, pixel_mm=VOLUME_PIXEL_MM,
+                                        patient_id=f"BENCH-{i:03d}")
+        slices += depth
+    return str(folder), slices

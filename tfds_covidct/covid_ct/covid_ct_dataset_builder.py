@@ -3,7 +3,8 @@
     tfds build tfds_covidct/covid_ct --manual_dir DIR --config 64       # needs apache_beam + mlcroissant
     covidct prepare --manual-dir DIR --config 64 --data-dir data/tfds   # the project's front door
 
-Cost: ~750 real scans at 64x64 in well under a minute on 2 cores. The work is done by pure
+Cost: ~750 real scans at 64x64 in well under a minute on 2 cores; CT volumes add their
+slice reading (see `python -m bench.prepare --volumes`). The work is done by pure
 modules beside this one (sources, decode, cleaning, dedupe, curation, audit); this file wires
 them into TFDS. It must not touch `os` or `open` itself (the TFDS test harness forbids them here).
 """
@@ -61,7 +62,7 @@ def _configs() -> list[CovidCtConfig]:
 class Builder(tfds.core.GeneratorBasedBuilder):
     """DatasetBuilder for covid_ct."""
 
-    VERSION = tfds.core.Version("2.0.0")
+    VERSION = tfds.core.Version("2.1.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release.",
         "2.0.0": ("Splits held out by patient/paper group (NonCOVID-CT-MetaInfo patient, "
@@ -71,6 +72,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                   "first; high bit depths windowed by 0.5/99.5 percentiles; no_scan_content "
                   "rejections; JPEGs missing only their end marker kept; `<size>-lungs` configs "
                   "(lung-field crop); features `group`. Splits differ from 1.0.0."),
+        "2.1.0": ("CT volumes as sources: DICOM series (pydicom; HU from rescale slope/intercept, "
+                  "orientation from ImageOrientationPatient/ImagePositionPatient, series by "
+                  "SeriesInstanceUID) and NIfTI (nibabel; affine to radiological axial order); a "
+                  "few slices through the lungs per volume, >= 10 mm apart, lung window W1500/L-600, "
+                  "then the usual cleaning, framing, dedupe and patient split (one volume = one "
+                  "group, DICOM PatientID where present); labels from folders (covid/, non_covid/, "
+                  "CT-0..CT-4) or a labels CSV; bad volumes are audited skips. Audit columns "
+                  "`volume`, `slice`. Image-only builds are unchanged."),
     }
     BUILDER_CONFIGS = _configs()
     DEFAULT_BUILDER_CONFIG_NAME = "64"
