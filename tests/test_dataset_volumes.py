@@ -25,6 +25,19 @@ def hu():
     return phantoms.volume_hu(0, "covid", depth=DEPTH, height=HEIGHT, width=WIDTH)
 
 
+def _pixel_mm(volume):
+    """A 210-mm field of view whatever the phantom's size: a smaller copy has larger pixels."""
+    return 210.0 / volume.shape[2]
+
+
+def _dicom(folder, volume, **kwargs):
+    return phantoms.write_dicom_series(folder, volume, pixel_mm=_pixel_mm(volume), **kwargs)
+
+
+def _nifti(path, volume, **kwargs):
+    return phantoms.write_nifti(path, volume, pixel_mm=_pixel_mm(volume), **kwargs)
+
+
 def _members(folder):
     return tuple(sorted(p.name for p in pathlib.Path(folder).iterdir() if p.is_file()))
 
@@ -59,7 +72,7 @@ def test_phantom_volume_is_anatomical(hu):
 
 @pytest.mark.parametrize("axcodes", ["RAS", "LPS", "LAS", "SAR"])
 def test_nifti_in_any_stored_orientation_comes_out_radiological(tmp_path, hu, axcodes):
-    path = phantoms.write_nifti(tmp_path / f"v_{axcodes}.nii.gz", hu, axcodes=axcodes,
+    path = _nifti(tmp_path / f"v_{axcodes}.nii.gz", hu, axcodes=axcodes,
                                 slope=0.5, intercept=-1024.0)
     volume = _one(volumes.read(path))
     _assert_upright(volume, hu)
@@ -69,7 +82,7 @@ def test_nifti_in_any_stored_orientation_comes_out_radiological(tmp_path, hu, ax
 @pytest.mark.parametrize("orientation", ["standard", "flipped", "transposed"])
 def test_dicom_series_in_any_orientation_comes_out_radiological(tmp_path, hu, orientation):
     folder = tmp_path / orientation
-    phantoms.write_dicom_series(folder, hu, orientation=orientation, patient_id="P-7")
+    _dicom(folder, hu, orientation=orientation, patient_id="P-7")
     volume = _one(volumes.read(folder, _members(folder)))
     _assert_upright(volume, hu)
     assert volume.patient == "P-7" and volume.series
@@ -80,14 +93,14 @@ def test_dicom_series_in_any_orientation_comes_out_radiological(tmp_path, hu, or
 @pytest.mark.parametrize("slope,intercept", [(1.0, -1024.0), (2.0, -2048.0), (1.0, 0.0), (0.5, -1000.0)])
 def test_dicom_rescale_slope_and_intercept_give_hounsfield_units(tmp_path, hu, slope, intercept):
     folder = tmp_path / "s"
-    phantoms.write_dicom_series(folder, hu, slope=slope, intercept=intercept)
+    _dicom(folder, hu, slope=slope, intercept=intercept)
     volume = _one(volumes.read(folder, _members(folder)))
     for s in volume.slices:
         assert np.abs(s.hu - hu[s.index]).max() <= slope / 2 + 1e-3
 
 
 def test_slices_are_through_the_lungs_spaced_and_in_the_lung_window(tmp_path, hu):
-    path = phantoms.write_nifti(tmp_path / "v.nii", hu)
+    path = _nifti(tmp_path / "v.nii", hu)
     options = volumes.Options(slices=5, min_gap_mm=10.0)
     volume = _one(volumes.read(path, options=options))
     areas = np.array([volumes.lung_area_mm2(hu[k], (1.5, 1.5)) for k in range(DEPTH)])
@@ -108,7 +121,7 @@ def test_slices_are_through_the_lungs_spaced_and_in_the_lung_window(tmp_path, hu
 
 
 def test_slice_count_and_gap_are_options(tmp_path, hu):
-    path = phantoms.write_nifti(tmp_path / "v.nii.gz", hu)
+    path = _nifti(tmp_path / "v.nii.gz", hu)
     assert len(_one(volumes.read(path, options=volumes.Options(slices=2))).slices) == 2
     # 5-mm slices through ~80 mm of lungs: a 40-mm gap leaves room for at most 3.
     spaced = _one(volumes.read(path, options=volumes.Options(slices=8, min_gap_mm=40)))
@@ -125,30 +138,30 @@ def test_bad_dicom_series_are_skipped_with_their_reason(tmp_path, hu):
     small = hu[:, ::2, ::2].copy()
     # A truncated file: the pixel data ends early.
     a = tmp_path / "truncated"
-    paths = phantoms.write_dicom_series(a, small)
+    paths = _dicom(a, small)
     paths[5].write_bytes(paths[5].read_bytes()[:-500])
     assert _reason(volumes.read(a, _members(a))) == "volume_truncated"
     # A missing slice in the middle of the series.
     b = tmp_path / "missing"
-    phantoms.write_dicom_series(b, small)
+    _dicom(b, small)
     import pydicom
     victim = next(p for p in b.iterdir() if float(pydicom.dcmread(p).ImagePositionPatient[2]) == 20 * 5.0 - 300)
     victim.unlink()
     assert _reason(volumes.read(b, _members(b))) == "volume_missing_slices"
     # Mixed orientations in one series.
     c = tmp_path / "mixed"
-    paths = phantoms.write_dicom_series(c, small)
+    paths = _dicom(c, small)
     ds = pydicom.dcmread(paths[3])
     ds.ImageOrientationPatient = [0, 1, 0, 1, 0, 0]
     ds.save_as(paths[3])
     assert _reason(volumes.read(c, _members(c))) == "volume_mixed_orientations"
     # Not CT.
     d = tmp_path / "mr"
-    phantoms.write_dicom_series(d, small, modality="MR")
+    _dicom(d, small, modality="MR")
     assert _reason(volumes.read(d, _members(d))) == "volume_not_ct"
     # A compressed transfer syntax whose decoder is an optional package that is not installed.
     e = tmp_path / "jpegls"
-    paths = phantoms.write_dicom_series(e, small)
+    paths = _dicom(e, small)
     from pydicom.pixels import get_decoder
     from pydicom.uid import JPEGLosslessSV1
     assert not get_decoder(JPEGLosslessSV1).is_available  # if it ever is, pick another syntax
@@ -164,15 +177,15 @@ def test_bad_dicom_series_are_skipped_with_their_reason(tmp_path, hu):
     assert "pylibjpeg" in error.detail or "gdcm" in error.detail
     # A localizer: too few slices to be a volume.
     f = tmp_path / "scout"
-    phantoms.write_dicom_series(f, small[:3])
+    _dicom(f, small[:3])
     assert _reason(volumes.read(f, _members(f))) == "volume_too_few_slices"
 
 
 def test_a_folder_with_two_series_and_a_broken_file_gives_each_its_own_result(tmp_path, hu):
     small = hu[:, ::2, ::2].copy()
     folder = tmp_path / "study"
-    phantoms.write_dicom_series(folder, small, patient_id="A", series_uid="1.2.3.1")
-    for p in phantoms.write_dicom_series(tmp_path / "tmp", small[:, ::-1].copy(), patient_id="A",
+    _dicom(folder, small, patient_id="A", series_uid="1.2.3.1")
+    for p in _dicom(tmp_path / "tmp", small[:, ::-1].copy(), patient_id="A",
                                          series_uid="1.2.3.2"):
         p.rename(folder / ("B" + p.name))
     (folder / "README.dcm").write_text("not dicom")
@@ -183,23 +196,23 @@ def test_a_folder_with_two_series_and_a_broken_file_gives_each_its_own_result(tm
 
 def test_bad_nifti_files_are_skipped_with_their_reason(tmp_path, hu):
     small = hu[:, ::2, ::2].copy()
-    gz = phantoms.write_nifti(tmp_path / "cut.nii.gz", small)
+    gz = _nifti(tmp_path / "cut.nii.gz", small)
     gz.write_bytes(gz.read_bytes()[: len(gz.read_bytes()) // 2])
     assert _reason(volumes.read(gz)) == "volume_truncated"
-    raw = phantoms.write_nifti(tmp_path / "cut.nii", small)
+    raw = _nifti(tmp_path / "cut.nii", small)
     raw.write_bytes(raw.read_bytes()[:-1000])
     assert _reason(volumes.read(raw)) == "volume_truncated"
     (tmp_path / "junk.nii").write_bytes(b"\x00" * 100)
     assert _reason(volumes.read(tmp_path / "junk.nii")) == "volume_corrupt"
-    mask = phantoms.write_nifti(tmp_path / "mask.nii.gz", (small > -500).astype(np.float32))
+    mask = _nifti(tmp_path / "mask.nii.gz", (small > -500).astype(np.float32))
     assert _reason(volumes.read(mask)) == "volume_not_ct"
-    flat = phantoms.write_nifti(tmp_path / "thin.nii.gz", small[:4])
+    flat = _nifti(tmp_path / "thin.nii.gz", small[:4])
     assert _reason(volumes.read(flat)) == "volume_too_few_slices"
 
 
 def test_process_volume_rejects_with_reason_and_never_raises(tmp_path, hu):
     folder = tmp_path / "covid" / "mr"
-    phantoms.write_dicom_series(folder, hu[:, ::2, ::2].copy(), modality="MR")
+    _dicom(folder, hu[:, ::2, ::2].copy(), modality="MR")
     item = sources.InputFile("folder", "covid", str(folder), display="covid/mr/", group="volume:x",
                              volume="dicom", members=_members(folder))
     spool = tmp_path / "spool"
@@ -218,10 +231,10 @@ def test_discovery_finds_volumes_beside_images_and_labels_them(tmp_path, hu):
     root = tmp_path / "manual"
     small = hu[:, ::2, ::2].copy()
     _image(root / "covid" / "a.png", 0, "covid")
-    phantoms.write_nifti(root / "covid" / "v1.nii.gz", small)
-    phantoms.write_dicom_series(root / "non_covid" / "p9" / "series1", small, extensionless=True)
-    phantoms.write_nifti(root / "mosmed" / "studies" / "CT-2" / "study_0001.nii.gz", small)
-    phantoms.write_nifti(root / "other" / "x.nii.gz", small)
+    _nifti(root / "covid" / "v1.nii.gz", small)
+    _dicom(root / "non_covid" / "p9" / "series1", small, extensionless=True)
+    _nifti(root / "mosmed" / "studies" / "CT-2" / "study_0001.nii.gz", small)
+    _nifti(root / "other" / "x.nii.gz", small)
     (root / "labels.csv").write_text("path,label,patient\nother/x.nii.gz,non_covid,pt-4\n")
     found = sources.discover(str(root))
     by_display = {f.display: f for src in found for f in src.files}
@@ -237,7 +250,7 @@ def test_discovery_finds_volumes_beside_images_and_labels_them(tmp_path, hu):
 
 def test_unlabelled_volumes_are_skips_or_a_clear_error(tmp_path, hu):
     root = tmp_path / "manual"
-    phantoms.write_nifti(root / "scans" / "x.nii.gz", hu[:, ::2, ::2].copy())
+    _nifti(root / "scans" / "x.nii.gz", hu[:, ::2, ::2].copy())
     with pytest.raises(DatasetError, match="labels CSV"):
         sources.discover(str(root))
     _image(root / "covid" / "a.png", 0, "covid")
@@ -255,7 +268,7 @@ def test_unlabelled_volumes_are_skips_or_a_clear_error(tmp_path, hu):
 
 def test_chestxray_volume_rows_are_volumes(tmp_path, hu):
     root = tmp_path / "manual" / "covid-chestxray-dataset"
-    phantoms.write_nifti(root / "volumes" / "coronacases_001.nii.gz", hu[:, ::2, ::2].copy())
+    _nifti(root / "volumes" / "coronacases_001.nii.gz", hu[:, ::2, ::2].copy())
     _image(root / "images" / "a.png", 1, "covid")
     with (root / "metadata.csv").open("w", newline="") as f:
         w = csv.writer(f)
@@ -279,12 +292,12 @@ def _mixed_manual_dir(root, hu_of):
         for label in ("covid", "non_covid"):
             volume = hu_of(i, label)
             if i % 2:
-                phantoms.write_nifti(root / label / f"vol_{i}.nii.gz", volume, axcodes="LPS")
+                _nifti(root / label / f"vol_{i}.nii.gz", volume, axcodes="LPS")
             else:
-                phantoms.write_dicom_series(root / label / f"patient{i}" / "ct", volume,
+                _dicom(root / label / f"patient{i}" / "ct", volume,
                                             patient_id=f"{label}-{i}", orientation="flipped")
-    phantoms.write_dicom_series(root / "covid" / "patient9" / "mr", hu_of(5, "covid"), modality="MR")
-    cut = phantoms.write_nifti(root / "non_covid" / "cut.nii.gz", hu_of(6, "non_covid"))
+    _dicom(root / "covid" / "patient9" / "mr", hu_of(5, "covid"), modality="MR")
+    cut = _nifti(root / "non_covid" / "cut.nii.gz", hu_of(6, "non_covid"))
     cut.write_bytes(cut.read_bytes()[:2000])
 
 
@@ -335,7 +348,7 @@ def test_build_mixing_images_and_volumes_through_tfds(tmp_path):
     # Enough volumes for a test split by patient: 10 more small NIfTI patients.
     for i in range(10, 20):
         label = ("covid", "non_covid")[i % 2]
-        phantoms.write_nifti(root / label / f"more_{i}.nii.gz", _small_hu(i, label))
+        _nifti(root / label / f"more_{i}.nii.gz", _small_hu(i, label))
     summary = build_lib.build("64-lungs", str(tmp_path / "data"), manual_dir=str(root), workers=2,
                               volume_options=volumes.Options(slices=4))
     assert summary.volumes["found"] == 18 and summary.volumes["used"] == 16

@@ -161,12 +161,17 @@ def volume_hu(index: int, label: str, depth: int = 48, height: int = 160, width:
     the spine posterior, vessels that differ slice to slice, and for covid ground-glass blobs."""
     rng = np.random.default_rng([seed, index, LABELS.index(label), 7])
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    cy, cx = height * 0.5, width * 0.5
-    a, b = width * 0.46, height * 0.42
+    # Every volume its own patient: body size and place, lung sizes and places, heart and spine.
+    cy, cx = height * rng.uniform(0.46, 0.54), width * rng.uniform(0.46, 0.54)
+    a, b = width * rng.uniform(0.36, 0.47), height * rng.uniform(0.32, 0.44)
     body = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2 <= 1
     z0, z1 = depth * rng.uniform(0.1, 0.2), depth * rng.uniform(0.85, 0.95)
-    heart = ((xx - cx - a * 0.22) / (a * 0.28)) ** 2 + ((yy - cy + b * 0.12) / (b * 0.33)) ** 2 <= 1
-    spine = (xx - cx) ** 2 + (yy - (cy + b * 0.75)) ** 2 <= (b * 0.16) ** 2
+    heart = (((xx - cx - a * rng.uniform(0.12, 0.3)) / (a * rng.uniform(0.22, 0.34))) ** 2
+             + ((yy - cy + b * rng.uniform(0.0, 0.25)) / (b * rng.uniform(0.25, 0.4))) ** 2 <= 1)
+    spine = (xx - cx) ** 2 + (yy - (cy + b * rng.uniform(0.68, 0.8))) ** 2 <= (b * rng.uniform(0.12, 0.2)) ** 2
+    lung_shape = [(side, rng.uniform(0.38, 0.52), rng.uniform(-0.12, 0.05), rng.uniform(0.26, 0.38) * size,
+                   rng.uniform(0.5, 0.7), rng.uniform(-0.08, 0.08))
+                  for side, size in ((-1, 1.0), (1, 0.85))]  # image left = patient right: larger
     ggo = [(rng.uniform(0.2, 0.8) * depth, rng.uniform(-0.6, 0.6), rng.uniform(-0.3, 0.3),
             rng.uniform(0.06, 0.12) * width) for _ in range(int(rng.integers(3, 6)))]
     out = np.empty((depth, height, width), np.float32)
@@ -178,10 +183,11 @@ def volume_hu(index: int, label: str, depth: int = 48, height: int = 160, width:
         scale = float(np.sqrt(max(0.0, 1 - (2 * t - 1) ** 2))) if 0 <= t <= 1 else 0.0
         lungs = np.zeros_like(body)
         if scale > 0.05:
-            for side, size in ((-1, 1.0), (1, 0.85)):  # image left = patient right: the larger lung
-                lx, ly = cx + side * a * 0.45, cy - b * 0.05
-                lungs |= (((xx - lx) / (a * 0.33 * size * scale)) ** 2
-                          + ((yy - ly) / (b * 0.62 * scale)) ** 2 <= 1)
+            for side, off_x, off_y, half_w, half_h, drift in lung_shape:
+                lx = cx + side * a * (off_x + drift * t)
+                ly = cy + b * off_y
+                lungs |= (((xx - lx) / (a * half_w * scale)) ** 2
+                          + ((yy - ly) / (b * half_h * scale)) ** 2 <= 1)
             lungs &= body & ~heart
             image[lungs] = LUNG_HU
             ys, xs = np.nonzero(lungs)
