@@ -41,6 +41,11 @@ class TrainConfig:
     # Demo phantoms are refused unless this says so (the demo and smoke presets do): the long run
     # must never train on them by accident.
     allow_synthetic_data: bool = False
+    # Classes to train on, comma-separated covid_ct label names ("covid", "non_covid"); "" = all.
+    labels: str = ""
+    # A class-conditional GAN: G draws the class it is given, D judges image and class together
+    # (a projection discriminator). Every selected class's scans teach anatomy.
+    conditional: bool = False
     # Where everything goes: config.json, checkpoints, metrics, samples. "" -> runs/<name>.
     name: str = "default"
     run_uri: str = ""
@@ -113,6 +118,11 @@ class TrainConfig:
     @property
     def resolved_run_uri(self) -> str:
         return self.run_uri or f"runs/{self.name}"
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The selected classes ("" = every class of the dataset: an empty tuple)."""
+        return tuple(p.strip() for p in self.labels.split(",") if p.strip())
 
     @property
     def augment_policy(self) -> tuple[str, ...]:

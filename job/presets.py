@@ -35,7 +35,8 @@ PRESETS: Mapping[str, Preset] = {
         global_batch_size=16, epochs=120, sample_every_epochs=10, checkpoint_every_epochs=20,
         metrics_every_epochs=20, g_lr=2e-4, d_lr=2e-4, allow_synthetic_data=True,
     ), "covidct train --preset demo", "~3 minutes on 2 CPU cores"),
-    # The seed's first result: 28x28 after 500 epochs.
+    # The seed's first result: 28x28 after 500 epochs (it trained on its COVID scans only:
+    # --set labels=covid).
     "seed28": Preset(dict(name="seed28", dataset_config="28", epochs=500),
                      "covidct train --preset seed28", "~25 min on 2 CPU cores (390 kimg at the bench's ~270 img/s)"),
     # The seed's large result: 336x504, 2250 epochs (see k8s/), with the seed's findings (LeakyReLU,

@@ -19,7 +19,7 @@ def test_prepare_into_a_bucket_then_train_data_loads_from_it(gcs_prefix):
     assert any(f.endswith("dataset_info.json") for f in files)
     images, count = load_images(resolve("smoke", extra={"data_dir": gcs_prefix}))
     assert count == summaries[0].splits["train"]
-    assert next(iter(images)).shape == (28, 28, 1)
+    assert next(iter(images))["image"].shape == (28, 28, 1)
 
 
 def test_if_missing_skips_a_complete_build_but_not_a_partial_one(tmp_path):

@@ -48,13 +48,43 @@ def _builder(config: TrainConfig, split: str) -> tfds.core.DatasetBuilder:
 
 
 def load_images(config: TrainConfig, split: str = "train") -> tuple[tf.data.Dataset, int]:
-    """The split's images as uint8 (H, W, 1), cached in memory, and how many there are."""
+    """The split's examples of the selected classes (`config.labels`), cached in memory, and how
+    many there are: {"image": uint8 (H, W, 1), "label": int64 index into `class_names`}.
+
+    Raises:
+        ConfigError: the dataset is not prepared, or `labels` names a class it does not have.
+    """
     builder = _builder(config, split)
-    count = builder.info.splits[split].num_examples
+    ids = selected_class_ids(config, class_names(builder))
     ds = builder.as_dataset(split=split, shuffle_files=False, read_config=tfds.ReadConfig(
         shuffle_seed=0, interleave_cycle_length=1))
-    ds = ds.map(lambda ex: ex["image"], num_parallel_calls=tf.data.AUTOTUNE).cache()
-    return ds, count
+    ds = ds.map(lambda ex: {"image": ex["image"], "label": ex["label"]},
+                num_parallel_calls=tf.data.AUTOTUNE)
+    if ids is None:
+        return ds.cache(), builder.info.splits[split].num_examples
+    wanted = tf.constant(ids, tf.int64)
+    ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["label"], wanted))).cache()
+    return ds, int(ds.reduce(0, lambda n, _: n + 1).numpy())
+
+
+def class_names(builder: tfds.core.DatasetBuilder) -> tuple[str, ...]:
+    return tuple(builder.info.features["label"].names)
+
+
+def selected_class_ids(config: TrainConfig, names: tuple[str, ...]) -> list[int] | None:
+    """Indices of `config.labels` among the dataset's class `names` (None: every class)."""
+    unknown = [n for n in config.label_names if n not in names]
+    if unknown:
+        raise ConfigError("labels", f"{unknown} not among the dataset's classes {list(names)}")
+    return [names.index(n) for n in config.label_names] or None
+
+
+def class_counts(config: TrainConfig, images: tf.data.Dataset) -> dict[str, int]:
+    """Training images per class name, for the plan line (what `load_images` returned)."""
+    names = class_names(_builder(config, "train"))
+    labels = np.asarray(list(images.map(lambda ex: ex["label"]).as_numpy_iterator()), np.int64)
+    counts = np.bincount(labels, minlength=len(names))
+    return {name: int(c) for name, c in zip(names, counts) if c}
 
 
 def to_float(images: tf.Tensor) -> tf.Tensor:
@@ -67,27 +97,33 @@ def epoch_seed(config: TrainConfig, epoch) -> tf.Tensor:
     return tf.constant(config.seed * 1_000_003, tf.int64) + tf.cast(epoch, tf.int64)
 
 
-def _stack(images: tf.data.Dataset) -> tf.Tensor:
-    """The whole (cached) training set as one (N, H, W, 1) uint8 tensor: a few hundred scans,
-    at most ~140 MB at 336x504, so that each epoch can be a stateless permutation of it."""
-    return images.batch(2**31 - 1).get_single_element()
+def _stack(images: tf.data.Dataset) -> tuple[tf.Tensor, tf.Tensor]:
+    """The whole (cached) training set as one (N, H, W, 1) uint8 tensor and its (N,) int32 class
+    indices: a few hundred scans, at most ~140 MB at 336x504, so that each epoch can be a
+    stateless permutation of it. A dataset of bare images gets class 0 throughout."""
+    whole = images.batch(2**31 - 1).get_single_element()
+    if isinstance(whole, dict):
+        return whole["image"], tf.cast(whole["label"], tf.int32)
+    return whole, tf.zeros(tf.shape(whole)[:1], tf.int32)
 
 
-def _epoch(stack: tf.Tensor, config: TrainConfig, epoch) -> tf.data.Dataset:
+def _epoch(stack: tuple[tf.Tensor, tf.Tensor], config: TrainConfig, epoch) -> tf.data.Dataset:
     """One epoch's batches from the stacked images; `epoch` is a Python int or an int64 tensor.
 
     The order is a stateless permutation (seed, epoch): unlike `Dataset.shuffle`, it depends on no
     global seed, so the epochs of `run_batches` (built in a graph) equal `epoch_batches`.
     """
+    pixels, labels = stack
     base = epoch_seed(config, epoch)
     latent = config.latent_dim
     order = tf.random.experimental.stateless_shuffle(
-        tf.range(tf.shape(stack, out_type=tf.int64)[0]), seed=tf.stack([base, SHUFFLE_SALT]))
+        tf.range(tf.shape(pixels, out_type=tf.int64)[0]), seed=tf.stack([base, SHUFFLE_SALT]))
 
     def add_randomness(index, i):
         seeds = tf.random.experimental.stateless_split(tf.stack([base, index]), num=3)
         return {
-            "image": to_float(tf.gather(stack, i)),
+            "image": to_float(tf.gather(pixels, i)),
+            "label": tf.gather(labels, i),
             "z": tf.random.stateless_normal([latent], seed=seeds[0]),
             "aug_real": tf.random.stateless_uniform([AUG_PARAMS], seed=seeds[1]),
             "aug_fake": tf.random.stateless_uniform([AUG_PARAMS], seed=seeds[2]),
@@ -101,7 +137,7 @@ def _epoch(stack: tf.Tensor, config: TrainConfig, epoch) -> tf.data.Dataset:
 def epoch_batches(
     images: tf.data.Dataset, config: TrainConfig, epoch: int, skip_batches: int = 0
 ) -> tf.data.Dataset:
-    """Epoch `epoch`'s global batches: {"image", "z", "aug_real", "aug_fake"}.
+    """Epoch `epoch`'s global batches: {"image", "label", "z", "aug_real", "aug_fake"}.
 
     Shuffled by a per-epoch permutation, batched with the global batch (remainder dropped: a
     short last batch would change the per-example loss scaling), prefetched.
@@ -132,8 +168,8 @@ def run_batches(
 
 def real_sample(images: tf.data.Dataset, n: int) -> np.ndarray:
     """Up to `n` real images in [-1, 1] as (N, H, W, 1) float32, in dataset order."""
-    batch = next(iter(images.take(n).batch(n).map(to_float)))
-    return batch.numpy()
+    batch = next(iter(images.take(n).batch(n)))
+    return to_float(batch["image"] if isinstance(batch, dict) else batch).numpy()
 
 
 def fixed_noise(config: TrainConfig, n: int, salt: int = 0) -> tf.Tensor:

@@ -106,7 +106,7 @@ def fit(
     storage.check_reachable(config.resolved_run_uri)
 
     images, count = data.load_images(config)
-    plan = make_plan(config, count, replicas)
+    plan = make_plan(config, count, replicas, data.class_counts(config, images))
     log.info(plan.describe(config))
 
     files = RunFiles(config)

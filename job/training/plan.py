@@ -23,11 +23,13 @@ class Plan:
     kimg_per_epoch: float
     total_kimg: float
     xla: bool
+    class_counts: tuple[tuple[str, int], ...] = ()  # training images per class, in class order
 
     def describe(self, config: TrainConfig) -> str:
         """The run's plan line: data, batch, devices, and the models' figures (as --dry-run)."""
         return (
-            f"plan: {self.train_images} training images, global batch {config.global_batch_size} "
+            f"plan: {self.train_images} training images{self._classes(config)}, "
+            f"global batch {config.global_batch_size} "
             f"({self.per_replica_batch} per replica x {self.replicas} replicas), "
             f"{self.steps_per_epoch} steps/epoch, {config.epochs} epochs = "
             f"{self.total_kimg:.1f} kimg, XLA {'on' if self.xla else 'off'}; "
@@ -35,7 +37,15 @@ class Plan:
         )
 
 
-def make_plan(config: TrainConfig, train_images: int, replicas: int) -> Plan:
+    def _classes(self, config: TrainConfig) -> str:
+        if not self.class_counts:
+            return ""
+        each = ", ".join(f"{name} {n}" for name, n in self.class_counts)
+        return f" ({each}{'; class-conditional' if config.conditional else ''})"
+
+
+def make_plan(config: TrainConfig, train_images: int, replicas: int,
+              class_counts: dict[str, int] | None = None) -> Plan:
     """Steps and images for the run.
 
     Raises:
@@ -51,4 +61,5 @@ def make_plan(config: TrainConfig, train_images: int, replicas: int) -> Plan:
     validate(config, num_replicas=replicas)
     steps = train_images // gb
     return Plan(train_images, replicas, steps, gb // replicas, steps * gb / 1000,
-                steps * gb * config.epochs / 1000, use_xla(config, replicas))
+                steps * gb * config.epochs / 1000, use_xla(config, replicas),
+                tuple((class_counts or {}).items()))
