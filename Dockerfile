@@ -35,8 +35,10 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends wget \
  && rm -rf /var/lib/apt/lists/*
 
+# requirements.lock pins every package (`make lock`), so two builds of one version are the same.
+COPY requirements.lock /src/requirements.lock
 RUN python -m venv /opt/venv \
- && pip install \
+ && pip install -c /src/requirements.lock \
       "tensorflow[and-cuda]==${TENSORFLOW_VERSION}" \
       "ray[default,train,tune]==${RAY_VERSION}"
 
@@ -47,7 +49,7 @@ COPY job /src/job
 COPY tfds_covidct /src/tfds_covidct
 COPY tune /src/tune
 COPY bench /src/bench
-RUN pip install /src \
+RUN pip install -c /src/requirements.lock /src \
  && rm -rf /src \
  && covidct --help > /dev/null
 

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench lock clean
 
 $(BIN)/covidct: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ test-fast: $(BIN)/covidct
 # The full benchmark (~35 min on 2 cores); BENCH_ARGS=--quick for the smoke run.
 bench: $(BIN)/covidct
 	$(BIN)/python -m bench --json runs/bench/bench.json $(BENCH_ARGS)
+
+# Re-resolve requirements.lock (the image's pinned packages) after changing pyproject.toml's pins.
+lock: $(BIN)/covidct
+	$(BIN)/pip install --quiet --dry-run --ignore-installed --report .lock-report.json \
+	  "tensorflow[and-cuda]==2.21.0" "ray[default,train,tune]==2.60.0" .
+	$(BIN)/python .ci/lock.py .lock-report.json requirements.lock
+	rm -f .lock-report.json
 
 clean:
 	rm -rf runs out data/tfds .pytest_cache

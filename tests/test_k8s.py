@@ -540,8 +540,11 @@ def dockerfile_violations(text: str, pins: dict, scripts: dict) -> list[str]:
     for tokens in pip_installs(instructions):
         if "-e" in tokens or "--editable" in tokens:
             bad.append("an editable install: the image would depend on its build folder")
-        for token in tokens:
-            if token.startswith("-"):
+        constraints = {tokens[i + 1] for i, t in enumerate(tokens[:-1]) if t in ("-c", "--constraint")}
+        if not any(c.endswith("requirements.lock") for c in constraints):
+            bad.append(f"`pip install {' '.join(tokens)}` is not constrained by requirements.lock")
+        for i, token in enumerate(tokens):
+            if token.startswith("-") or token in constraints:
                 continue
             if token in copies or token == ".":
                 project_installs.append(token)
@@ -585,8 +588,9 @@ def test_dockerfile_installs_the_pyproject_pins_as_a_non_root_user():
 DOCKERFILE_BREAKAGES = {
     "another TensorFlow": ("ARG TENSORFLOW_VERSION=2.21.0", "ARG TENSORFLOW_VERSION=2.20.0"),
     "Ray without extras": ('"ray[default,train,tune]==${RAY_VERSION}"', '"ray==${RAY_VERSION}"'),
-    "editable project": ("RUN pip install /src", "RUN pip install -e /src"),
-    "no project": ("RUN pip install /src", "RUN true"),
+    "editable project": ("RUN pip install -c /src/requirements.lock /src", "RUN pip install -e /src"),
+    "no project": ("RUN pip install -c /src/requirements.lock /src", "RUN true"),
+    "unlocked project": ("RUN pip install -c /src/requirements.lock /src", "RUN pip install /src"),
     "root user": ("USER 1000:1000", "USER root"),
     "another entry point": ('ENTRYPOINT ["covidct"]', 'ENTRYPOINT ["python"]'),
 }
