@@ -76,11 +76,12 @@ def _generate(args: argparse.Namespace) -> int:
         from job.export import export
 
         export(args.run, args.out, n=args.n, checkpoint=args.checkpoint, seed=args.seed,
-               drop_copies=args.drop_copies, tfds_data_dir=args.tfds_data_dir)
+               drop_copies=args.drop_copies, tfds_data_dir=args.tfds_data_dir, label=args.label)
         return 0
     from job.generate import generate_pngs
 
-    generate_pngs(args.run, args.out, n=args.n, checkpoint=args.checkpoint, seed=args.seed)
+    generate_pngs(args.run, args.out, n=args.n, checkpoint=args.checkpoint, seed=args.seed,
+                  label=args.label)
     return 0
 
 
@@ -121,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--label", default=None, metavar="CLASS[=N,...]",
+                   help="a conditional run draws this class (covid, non_covid), or counts per class "
+                        "(covid=600,non_covid=400, which replace --n)")
     p.add_argument("--drop-copies", action="store_true",
                    help="leave out images the memorisation check flags as near-copies of training scans")
     p.add_argument("--tfds", dest="tfds_data_dir", default="", metavar="DATA_DIR",

@@ -6,9 +6,10 @@
 
 The dataset has the real `covid_ct` dataset's configs and features (image, label, source,
 file_name), so the two can be mixed with tf.data for augmentation research. Its builder reads
-only PNGs tagged synthetic, so a real scan cannot slip into it. The generator is
-unconditional: `label` is what a small classifier trained on the real training split calls the
-image (or the training split's only class), and the PNG's `covid_probability` tag keeps its score.
+only PNGs tagged synthetic, so a real scan cannot slip into it. A conditional run's `label` is the
+class its generator was asked for (`--label`); an unconditional run's is what a small classifier
+trained on the real training split calls the image (the PNG's `covid_probability` tag keeps its
+score). The PNG's `label_source` tag says which.
 """
 
 from __future__ import annotations
@@ -76,8 +77,11 @@ def model_card(info: dict[str, Any]) -> str:
         f"- Exported: {info['kept']} of {info['generated']} generated images"
         + (f" ({info['generated'] - info['kept']} near-copies of training scans dropped)."
            if info["drop_copies"] else " (near-copies were not dropped)."),
-        "- Labels: the generator is unconditional; `label` is what a small CNN trained on the "
-        "real training split calls each image (`covid_probability` PNG tag), not ground truth.", "",
+        f"- Labels ({info.get('label_source', 'classifier')}): " + (
+            "the class the conditional generator was asked for." if info.get("label_source") not in
+            (None, "classifier") else "the generator is unconditional; `label` is what a small CNN trained "
+            "on the real training split calls each image (`covid_probability` PNG tag), not ground "
+            "truth."), "",
         "## Intended use", "",
         "Augmentation research, not diagnosis: studies of data augmentation and of generative "
         "models for lung CT. Not for diagnosis, "
@@ -115,20 +119,23 @@ def export(
     seed: int = 0,
     drop_copies: bool = False,
     tfds_data_dir: str = "",
+    label: str | None = None,
 ) -> dict[str, Any]:
     """`covidct generate` with `--drop-copies` and/or `--tfds DATA_DIR`; returns the card's facts.
 
     Writes the kept PNGs and MODEL_CARD.md to `out` (folder or gs://); with `tfds_data_dir`,
     builds `covid_ct_synthetic/<config>` there and puts MODEL_CARD.md in its dataset folder.
     """
-    from job.generate import generate_images, load_generator
+    from job.generate import generate_images, label_plan, load_generator
 
     if n < 2:
         raise UserError(f"--n must be at least 2, got {n}")
     generator, config, epoch = load_generator(run_uri, checkpoint)
+    drawn_labels = label_plan(config, label, n)
+    n = n if drawn_labels is None else len(drawn_labels)
     train, train_covid = data.load_split(config, "train")
     holdout, _ = data.load_split(config, "test")
-    generated = generate_images(generator, config, n, seed)
+    generated = generate_images(generator, config, n, seed, drawn_labels)
     memo = memorisation.check(generated, train, holdout)
     keep = np.flatnonzero(~memo.flagged) if drop_copies else np.arange(n)
     if len(keep) == 0:
@@ -137,7 +144,11 @@ def export(
     if drop_copies and len(keep) < n:
         log.info(f"dropped {n - len(keep)} of {n} generated images as near-copies of training scans")
     kept = generated[keep]
-    covid_p = pseudo_labels(train, train_covid, kept, seed=seed)
+    if drawn_labels is None:  # unconditional: a classifier's call is the label
+        covid_p, label_source = pseudo_labels(train, train_covid, kept, seed=seed), "classifier"
+    else:  # the class the conditional generator was asked for
+        covid_p = (drawn_labels[keep] == LABELS.index("covid")).astype(np.float64)
+        label_source = "conditional generator"
     info = {
         "run": run_uri, "checkpoint": checkpoint, "epoch": epoch, "seed": seed,
         "config": config.dataset_config, "data_dir": config.data_dir,
@@ -146,10 +157,10 @@ def export(
         "train_covid_share": float(np.mean(train_covid)) if train_covid is not None else float("nan"),
         "quality": quality.quality(train, holdout, kept, seed=seed),
         "diversity": quality.diversity(train, kept) if len(kept) > 1 else {"diversity_ratio": float("nan")},
-        "memorisation": memo.summary(),
+        "memorisation": memo.summary(), "label_source": label_source,
     }
     tags = {"run": run_uri, "epoch": str(epoch), "checkpoint": checkpoint, "seed": str(seed),
-            "source": f"synthetic:{run_uri}@epoch{epoch}"}
+            "source": f"synthetic:{run_uri}@epoch{epoch}", "label_source": label_source}
     card = model_card(info)
     with storage.staged_output(out) as folder:
         write_pngs(folder, kept, keep, covid_p, tags)

@@ -14,8 +14,9 @@ import tensorflow as tf
 from job import images, run, storage
 from job.checkpoint import CheckpointStore, restore
 from job.config import TrainConfig, from_json
-from job.errors import UserError
-from job.training.models import build_generator
+from job.errors import ConfigError, UserError
+from job.training.models import build_generator, generator_inputs
+from tfds_covidct.covid_ct.sources import LABELS
 
 log = logging.getLogger("covidct")
 
@@ -35,26 +36,61 @@ def load_generator(run_uri: str, checkpoint: str = "latest"):
     return generator, config, int(state["epoch"])
 
 
-def generate_images(generator, config, n: int, seed: int = 0, batch: int = 64) -> np.ndarray:
-    """`n` images in [-1, 1], (n, H, W, 1), from latents drawn with `seed`."""
+def generate_images(generator, config, n: int, seed: int = 0, labels: np.ndarray | None = None,
+                    batch: int = 64) -> np.ndarray:
+    """`n` images in [-1, 1], (n, H, W, 1), from latents drawn with `seed`; a conditional G draws
+    class `labels[i]` (int indices into LABELS) for image i."""
     z = tf.random.stateless_normal([n, config.latent_dim], seed=[seed, 104729])
-    return np.concatenate([generator(z[i : i + batch], training=False).numpy()
-                           for i in range(0, n, batch)])
+    y = tf.constant(np.zeros(n, np.int32) if labels is None else np.asarray(labels, np.int32))
+    return np.concatenate([generator(generator_inputs(config, z[i : i + batch], y[i : i + batch]),
+                                     training=False).numpy() for i in range(0, n, batch)])
 
 
-def generate_pngs(run_uri: str, out_dir: str, n: int, checkpoint: str = "latest", seed: int = 0) -> list[str]:
-    """Write `n` PNGs into `out_dir` (folder or gs://); every file carries synthetic/run/epoch
-    PNG text tags. Returns the file names."""
+def label_plan(config: TrainConfig, label: str | None, n: int) -> np.ndarray | None:
+    """Class indices for `generate --label`: "covid" (n of one class), "covid=600,non_covid=400"
+    (counts per class; they replace n), or None for an unconditional run.
+
+    Raises:
+        ConfigError (exit 2): a label for an unconditional run, an unknown class, a bad count.
+    """
+    if not label:
+        return None if not config.conditional else np.zeros(n, np.int32) + LABELS.index(
+            (config.label_names or LABELS)[0])
+    if not config.conditional:
+        raise ConfigError("label", "this run's generator is unconditional: it cannot draw a chosen "
+                          "class (train with --set conditional=true, or --set labels=covid for a "
+                          "COVID-only generator)")
+    parts = dict(p.partition("=")[::2] for p in label.split(","))
+    out = []
+    for name, count in parts.items():
+        if name not in LABELS:
+            raise ConfigError("label", f"{name!r} is not one of {list(LABELS)}")
+        if config.label_names and name not in config.label_names:
+            raise ConfigError("label", f"the run trained on {list(config.label_names)} only")
+        k = n if not count and len(parts) == 1 else (int(count) if count.isdigit() else -1)
+        if k <= 0:
+            raise ConfigError("label", f"give a positive count for {name!r} (e.g. {name}=100)")
+        out += [LABELS.index(name)] * k
+    return np.asarray(out, np.int32)
+
+
+def generate_pngs(run_uri: str, out_dir: str, n: int, checkpoint: str = "latest", seed: int = 0,
+                  label: str | None = None) -> list[str]:
+    """Write PNGs into `out_dir` (folder or gs://): `n`, or the counts of `label`; every file
+    carries synthetic/run/epoch PNG tags, and its class for a conditional run. Returns the names."""
     if n <= 0:
         raise UserError(f"--n must be positive, got {n}")
     generator, config, epoch = load_generator(run_uri, checkpoint)
-    drawn = generate_images(generator, config, n, seed)
+    labels = label_plan(config, label, n)
+    n = n if labels is None else len(labels)
+    drawn = generate_images(generator, config, n, seed, labels)
     tags = {"run": run_uri, "epoch": str(epoch), "checkpoint": checkpoint, "seed": str(seed)}
     names = []
     with storage.staged_output(out_dir) as out:
         for i, image in enumerate(drawn):
             names.append(f"synthetic_{i:05d}.png")
+            own = {"index": str(i)} if labels is None else {"index": str(i), "label": LABELS[labels[i]]}
             images.save_png(images.grid(image[None], cols=1), out / names[-1],
-                            synthetic_tags={**tags, "index": str(i)})
+                            synthetic_tags={**tags, **own})
     log.info(f"wrote {n} synthetic images ({config.height}x{config.width}, epoch {epoch}) to {out_dir}")
     return names

@@ -37,8 +37,12 @@ def _builder(config: TrainConfig, split: str) -> tfds.core.DatasetBuilder:
     if builder is not None and os.path.isdir(builder.data_dir):
         dataset_record.check_trainable(local / DATASET / config.dataset_config, config)
     if builder is None or not os.path.isdir(builder.data_dir) or not builder.info.splits:
+        built = sorted(p.name for p in (local / DATASET / config.dataset_config).glob("*.*.*")
+                       if p.is_dir()) if local is not None else []
+        other = (f" (it holds builder version {', '.join(built)}; this code reads "
+                 f"{builder.info.version})" if built and builder is not None else "")
         raise ConfigError(
-            "data_dir", f"dataset {name} is not prepared in data_dir {config.data_dir!r}; build it first: "
+            "data_dir", f"dataset {name} is not prepared in data_dir {config.data_dir!r}{other}; build it first: "
             f"covidct prepare --demo --config {config.dataset_config} --data-dir {config.data_dir} "
             "(or --manual-dir DIR for real scans)"
         )
@@ -71,6 +75,11 @@ def class_names(builder: tfds.core.DatasetBuilder) -> tuple[str, ...]:
     return tuple(builder.info.features["label"].names)
 
 
+def class_names_of(config: TrainConfig) -> tuple[str, ...]:
+    """The class names of the run's dataset, in label-index order."""
+    return class_names(_builder(config, "train"))
+
+
 def selected_class_ids(config: TrainConfig, names: tuple[str, ...]) -> list[int] | None:
     """Indices of `config.labels` among the dataset's class `names` (None: every class)."""
     unknown = [n for n in config.label_names if n not in names]
@@ -81,7 +90,7 @@ def selected_class_ids(config: TrainConfig, names: tuple[str, ...]) -> list[int]
 
 def class_counts(config: TrainConfig, images: tf.data.Dataset) -> dict[str, int]:
     """Training images per class name, for the plan line (what `load_images` returned)."""
-    names = class_names(_builder(config, "train"))
+    names = class_names_of(config)
     labels = np.asarray(list(images.map(lambda ex: ex["label"]).as_numpy_iterator()), np.int64)
     counts = np.bincount(labels, minlength=len(names))
     return {name: int(c) for name, c in zip(names, counts) if c}
@@ -170,6 +179,20 @@ def real_sample(images: tf.data.Dataset, n: int) -> np.ndarray:
     """Up to `n` real images in [-1, 1] as (N, H, W, 1) float32, in dataset order."""
     batch = next(iter(images.take(n).batch(n)))
     return to_float(batch["image"] if isinstance(batch, dict) else batch).numpy()
+
+
+def real_sample_labels(images: tf.data.Dataset, n: int) -> tf.Tensor:
+    """The (N,) int32 classes of `real_sample`'s images (zeros for a dataset of bare images)."""
+    batch = next(iter(images.take(n).batch(n)))
+    if isinstance(batch, dict):
+        return tf.cast(batch["label"], tf.int32)
+    return tf.zeros(tf.shape(batch)[:1], tf.int32)
+
+
+def grid_labels(class_ids: list[int], n: int) -> tf.Tensor:
+    """Classes for an n-image sample grid: one class per row, cycling through `class_ids`."""
+    cols = int(np.ceil(np.sqrt(n)))
+    return tf.constant([class_ids[(i // cols) % len(class_ids)] for i in range(n)], tf.int32)
 
 
 def fixed_noise(config: TrainConfig, n: int, salt: int = 0) -> tf.Tensor:

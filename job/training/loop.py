@@ -106,7 +106,8 @@ def fit(
     storage.check_reachable(config.resolved_run_uri)
 
     images, count = data.load_images(config)
-    plan = make_plan(config, count, replicas, data.class_counts(config, images))
+    counts = data.class_counts(config, images)
+    plan = make_plan(config, count, replicas, counts)
     log.info(plan.describe(config))
 
     files = RunFiles(config)
@@ -128,7 +129,10 @@ def fit(
                       images_seen=(start_epoch * plan.steps_per_epoch + skip) * config.global_batch_size)
     generate = make_generate(state)
     real = data.real_sample(images, config.metric_num_images)
+    real_labels = data.real_sample_labels(images, config.metric_num_images)
     grid_z = data.fixed_noise(config, 36 if config.height * config.width <= 128 * 128 else 16)
+    names = data.class_names_of(config)
+    grid_y = data.grid_labels([names.index(name) for name in counts], len(grid_z))
     metric_z = data.fixed_noise(config, config.metric_num_images, salt=1)
     extractor = inception.extractor(config.inception_weights)
     selection = registry.SELECTION_METRIC
@@ -181,11 +185,11 @@ def fit(
 
                 preempted = sigterm.raised  # arrived during the last step: no time for metrics
                 if _interval(done, config.metrics_every_epochs, config.epochs) and not preempted:
-                    fake = _generate_all(generate, metric_z)
+                    fake = _generate_all(generate, metric_z, real_labels[: len(real)])
                     m.update(registry.compute(registry.run_metrics(extractor is not None), real,
                                               fake, seed=config.seed, extractor=extractor))
                 if _interval(done, config.sample_every_epochs, config.epochs) and not preempted:
-                    files.save_samples(done, generate(grid_z).numpy())
+                    files.save_samples(done, generate(grid_z, grid_y).numpy())
                 files.log_metrics(done, m)
                 if preempted:
                     raise preempt(store, ckpt, done, 0, config.grace_seconds, sigterm,
@@ -223,8 +227,10 @@ def fit(
     return last
 
 
-def _generate_all(generate, z: tf.Tensor, batch: int = 64) -> np.ndarray:
-    return np.concatenate([generate(z[i : i + batch]).numpy() for i in range(0, len(z), batch)])
+def _generate_all(generate, z: tf.Tensor, labels: tf.Tensor, batch: int = 64) -> np.ndarray:
+    n = min(len(z), len(labels))
+    return np.concatenate([generate(z[i : min(i + batch, n)], labels[i : min(i + batch, n)]).numpy()
+                           for i in range(0, n, batch)])
 
 
 def _progress_line(epoch: int, epochs: int, m: dict, eta_seconds: float) -> str:

@@ -7,6 +7,12 @@ discriminator's own stages, widths, where the extra depth goes) is pure arithmet
 `job.training.capacity`, which also prices it (parameters, FLOPs, receptive field, checkpoint
 bytes); these builders turn the plan into layers, so the figures and the models cannot drift.
 
+A conditional pair (`config.conditional`) takes the class too: G adds a learned class embedding to
+its latent vector (same input width, so the plan's figures hold), and D is a projection
+discriminator (Miyato & Koyama 2018, "cGANs with Projection Discriminator"): its logit is
+w.phi(x) + b + embed(y).phi(x), phi the features before the read-out, so D judges image and class
+together. Call them through `generator_inputs` / `discriminator_inputs`.
+
 Batch norm is synchronised across replicas when asked (`sync_batch_norm`: `job.step` asks
 unless the step is compiled with XLA, `job.step.use_xla`), so one replica and two replicas
 compute the same update on the same global batch. Inference (and the tutorial-style reference
@@ -20,6 +26,9 @@ import keras
 
 from job.config import TrainConfig
 from job.training.capacity import Layer, discriminator_plan, generator_plan
+from tfds_covidct.covid_ct.sources import LABELS
+
+NUM_CLASSES = len(LABELS)  # covid_ct's classes; a conditional model embeds each
 
 
 def _activation(config: TrainConfig, dtype) -> keras.layers.Layer:
@@ -64,20 +73,45 @@ def _apply(x, plan: list[Layer], config: TrainConfig, sync_batch_norm: bool, dro
 def build_generator(
     config: TrainConfig, name: str = "generator", *, sync_batch_norm: bool = False
 ) -> keras.Model:
-    """Latent vector (latent_dim,) -> image (H, W, 1) in [-1, 1]."""
+    """Latent vector (latent_dim,) [and class index ()] -> image (H, W, 1) in [-1, 1]."""
     z = keras.Input((config.latent_dim,), name="z")
-    x = _apply(z, generator_plan(config), config, sync_batch_norm, dropout=0.0)
+    h = z
+    if config.conditional:
+        label = keras.Input((), dtype="int32", name="label")
+        h = keras.layers.Add()([z, keras.layers.Embedding(NUM_CLASSES, config.latent_dim,
+                                                          name="class_embedding")(label)])
+    x = _apply(h, generator_plan(config), config, sync_batch_norm, dropout=0.0)
     image = keras.layers.Activation("tanh", dtype="float32", name="image")(x)
-    return keras.Model(z, image, name=name)
+    return keras.Model([z, label] if config.conditional else z, image, name=name)
 
 
 def build_discriminator(
     config: TrainConfig, name: str = "discriminator", *, sync_batch_norm: bool = False
 ) -> keras.Model:
-    """Image (H, W, 1) -> one real/fake logit per image (float32)."""
+    """Image (H, W, 1) [and class index ()] -> one real/fake logit per image (float32)."""
     image = keras.Input((config.height, config.width, 1), name="image")
-    logit = _apply(image, discriminator_plan(config), config, sync_batch_norm, dropout=config.dropout)
-    return keras.Model(image, logit, name=name)
+    plan = discriminator_plan(config)
+    if not config.conditional:
+        logit = _apply(image, plan, config, sync_batch_norm, dropout=config.dropout)
+        return keras.Model(image, logit, name=name)
+    label = keras.Input((), dtype="int32", name="label")
+    features = _apply(image, plan[:-1], config, sync_batch_norm, dropout=config.dropout)
+    features = keras.layers.Activation("linear", dtype="float32")(features)
+    logit = _apply(features, plan[-1:], config, sync_batch_norm, dropout=0.0)
+    embedded = keras.layers.Embedding(NUM_CLASSES, features.shape[-1], name="projection")(label)
+    projection = keras.layers.Dot(axes=1, dtype="float32")([embedded, features])
+    return keras.Model([image, label], keras.layers.Add(dtype="float32")([logit, projection]),
+                       name=name)
+
+
+def generator_inputs(config: TrainConfig, z, labels):
+    """What `build_generator`'s model takes: z, or [z, labels] for a conditional run."""
+    return [z, labels] if config.conditional else z
+
+
+def discriminator_inputs(config: TrainConfig, images, labels):
+    """What `build_discriminator`'s model takes: images, or [images, labels]."""
+    return [images, labels] if config.conditional else images
 
 
 def hidden_layer_count(model: keras.Model) -> int:

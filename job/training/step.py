@@ -15,7 +15,9 @@ import tensorflow as tf
 
 from job.training.augment import augment
 from job.config import TrainConfig
-from job.training.models import build_discriminator, build_generator
+from job.training.models import (
+    build_discriminator, build_generator, discriminator_inputs, generator_inputs,
+)
 
 
 def per_example_losses(loss: str, real_logits: tf.Tensor, fake_logits: tf.Tensor):
@@ -108,20 +110,22 @@ def make_train_step(config: TrainConfig, state: GanState, strategy: tf.distribut
 
     def losses_and_grads(batch):
         real, z = batch["image"], batch["z"]
+        # A conditional G draws the classes of the real batch, so D sees both classes alike.
+        labels = batch["label"]
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            fake = G(z, training=True)
+            fake = G(generator_inputs(config, z, labels), training=True)
             real_in = augment(real, batch["aug_real"], policy)
             fake_in = augment(fake, batch["aug_fake"], policy)
             if config.r1_gamma > 0:
                 with tf.GradientTape() as r1_tape:
                     r1_tape.watch(real_in)
-                    real_logits = D(real_in, training=True)
+                    real_logits = D(discriminator_inputs(config, real_in, labels), training=True)
                 r1_grad = r1_tape.gradient(real_logits, real_in)  # sums over the batch
                 r1 = 0.5 * config.r1_gamma * tf.reduce_sum(tf.square(r1_grad), axis=[1, 2, 3])
             else:
-                real_logits = D(real_in, training=True)
+                real_logits = D(discriminator_inputs(config, real_in, labels), training=True)
                 r1 = tf.zeros([tf.shape(real)[0]])
-            fake_logits = D(fake_in, training=True)
+            fake_logits = D(discriminator_inputs(config, fake_in, labels), training=True)
             g_per, d_per = per_example_losses(config.loss, real_logits, fake_logits)
             g_loss = tf.nn.compute_average_loss(g_per, global_batch_size=gb)
             d_loss = tf.nn.compute_average_loss(d_per + r1, global_batch_size=gb)
@@ -186,11 +190,17 @@ class Stepper:
 
 
 def make_generate(state: GanState, use_ema: bool = True):
-    """A `tf.function` mapping latents to images with the EMA (or raw) generator, in inference mode."""
+    """A `tf.function` (z (N, latent_dim), labels (N,) int32 or None) -> images (N, H, W, 1), with
+    the EMA (or raw) generator in inference mode; labels are the classes a conditional G draws."""
     model = state.ema_generator if use_ema else state.generator
+    conditional = len(model.inputs) == 2
 
     @tf.function(reduce_retracing=True)
-    def generate(z):
+    def generate(z, labels=None):
+        if conditional:
+            if labels is None:
+                labels = tf.zeros(tf.shape(z)[:1], tf.int32)
+            return model([z, labels], training=False)
         return model(z, training=False)
 
     return generate
