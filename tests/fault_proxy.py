@@ -31,6 +31,7 @@ class FaultProxy:
         self.rules: list[tuple[str, re.Pattern, int, str]] = []
         self.stall_after: int | None = None
         self.held: list[re.Pattern] = []  # requests whose path or body match wait until cleared
+        self.holding = 0  # how many requests `hold` has stopped so far
         self.requests: list[tuple[str, str]] = []
         proxy = self
 
@@ -44,6 +45,8 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 proxy.requests.append((self.command, self.path))
+                if any(p.search(self.path) or p.search(body.decode("latin-1")) for p in proxy.held):
+                    proxy.holding += 1
                 while any(p.search(self.path) or p.search(body.decode("latin-1")) for p in proxy.held):
                     time.sleep(0.05)  # a stalled upload: the writer can be killed half-way
                 for method, pattern, status, message in proxy.rules:
@@ -110,6 +113,7 @@ class FaultProxy:
         self.rules.clear()
         self.stall_after = None
         self.held.clear()
+        self.holding = 0
 
     def __enter__(self) -> FaultProxy:
         self._thread.start()

@@ -103,7 +103,7 @@ def test_sigterm_during_a_bucket_upload_and_sigkill_with_an_upload_cut_off(
         proxy.hold(r"e000002-s00000/COMPLETE")
         proc = start(train_args(demo_data, gcs_prefix), env=env)
         deadline = time.time() + 300
-        while not any("e000002-s00000/COMPLETE" in p for _, p in proxy.requests):
+        while not proxy.holding:
             assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
@@ -117,7 +117,7 @@ def test_sigterm_during_a_bucket_upload_and_sigkill_with_an_upload_cut_off(
         # SIGKILL while the epoch-4 checkpoint's files are uploaded but its marker is not.
         proxy.hold(r"e000004-s00000/COMPLETE")
         proc = start(train_args(demo_data, gcs_prefix), env=env)
-        while not any("e000004-s00000/COMPLETE" in p for _, p in proxy.requests):
+        while not proxy.holding:
             assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
             time.sleep(0.05)
         proc.kill()
