@@ -13,6 +13,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import time
+
+import numpy as np
 
 FULL_ENV = "COVIDCT_FULL_DIR"
 SAMPLE_ENV = "COVIDCT_SAMPLE_DIR"
@@ -73,3 +76,102 @@ def volume_manual_dir(folder: pathlib.Path, count: int, depth: int = VOLUME_DEPT
                                         patient_id=f"BENCH-{i:03d}")
         slices += depth
     return str(folder), slices
+
+
+# Near-duplicate recall on degraded copies (issue 15's leftover): a copy of every scan, cropped by
+# 0-5% per side, rescaled 0.7-1.3x and saved as JPEG quality 75-95 (what public mirrors do).
+def degraded_copy(gray, rng):
+    """(H, W) uint8 -> the JPEG bytes of a re-cropped, rescaled, re-encoded copy, and its recipe."""
+    import io
+
+    from PIL import Image
+
+    h, w = gray.shape
+    cut = rng.uniform(0.0, 0.05, 4)  # left, top, right, bottom
+    box = (int(cut[0] * w), int(cut[1] * h), w - int(cut[2] * w), h - int(cut[3] * h))
+    scale = rng.uniform(0.7, 1.3)
+    quality = int(rng.integers(75, 96))
+    image = Image.fromarray(gray).crop(box)
+    image = image.resize((max(8, round(image.width * scale)), max(8, round(image.height * scale))),
+                         Image.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue(), f"crop {np.round(cut, 3).tolist()} scale {scale:.2f} q{quality}"
+
+
+def dedupe_recall(folder: str, seed: int = 0, limit: int | None = None) -> dict:
+    """Recall of near-duplicate detection on a degraded copy of every scan in `folder`, and how
+    many distinct originals the copies made it merge (must stay what the originals alone give)."""
+    import hashlib
+
+    from tfds_covidct.covid_ct import cleaning, decode, dedupe
+
+    def thumb(gray):
+        x0, y0, x1, y1 = cleaning.trim_uniform_borders(gray)
+        return dedupe.thumbnail(gray[y0:y1, x0:x1])
+
+    rng = np.random.default_rng(seed)
+    originals, copies = [], []
+    for path in image_files(folder)[:limit]:
+        data = path.read_bytes()
+        try:
+            gray = decode.decode(data).gray
+        except decode.DecodeError:
+            continue
+        if cleaning.coarse_contrast(gray) < cleaning.MIN_COARSE_CONTRAST:
+            continue
+        name = str(path)
+        originals.append(dedupe.Candidate(name, hashlib.sha256(data).hexdigest(), thumb(gray), gray.size))
+        copy_bytes, recipe = degraded_copy(gray, rng)
+        copy_gray = decode.decode(copy_bytes).gray
+        copies.append((dedupe.Candidate(f"{name}#copy", hashlib.sha256(copy_bytes).hexdigest(),
+                                        thumb(copy_gray), copy_gray.size), recipe))
+
+    def family_of(candidates):
+        keeper = dedupe.families(candidates, dedupe.find_duplicates(candidates))
+        return keeper
+
+    base = family_of(originals)
+    t0 = time.perf_counter()
+    both = family_of(originals + [c for c, _ in copies])
+    seconds = time.perf_counter() - t0
+    caught = [c for c, _ in copies if both[c.id] == both[c.id[:-len("#copy")]]]
+    missed = [(c.id, recipe) for c, recipe in copies if c not in caught]
+    # Originals that share a family with a different original, with and without the copies.
+    def merged(families):
+        members: dict[str, set] = {}
+        for o in originals:
+            members.setdefault(families[o.id], set()).add(o.id)
+        return sum(len(m) for m in members.values() if len(m) > 1)
+    scales = [float(r.split("scale ")[1].split()[0]) for _, r in copies]
+    down = [c for (c, r), s in zip(copies, scales) if s < 1.0]
+    return {
+        "scans": len(originals),
+        "recall": len(caught) / max(1, len(copies)),
+        "recall_downscaled": sum(1 for c in down if c in caught) / max(1, len(down)),
+        "recall_upscaled": (len(caught) - sum(1 for c in down if c in caught)) / max(1, len(copies) - len(down)),
+        "originals_in_shared_families_alone": merged(base),
+        "originals_in_shared_families_with_copies": merged(both),
+        "dedupe_seconds": seconds,
+        "missed_examples": missed[:5],
+    }
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(description="dataset source figures")
+    parser.add_argument("--dedupe", metavar="DIR", nargs="?", const="",
+                        help="near-duplicate recall on degraded copies of the scans in DIR "
+                             f"(default ${FULL_ENV}, else ${SAMPLE_ENV})")
+    parser.add_argument("--limit", type=int, default=None)
+    args = parser.parse_args()
+    if args.dedupe is None:
+        parser.error("nothing to do: give --dedupe [DIR]")
+    folder = args.dedupe or os.environ.get(FULL_ENV) or os.environ.get(SAMPLE_ENV)
+    if not folder:
+        parser.error(f"no folder: give one, or set {FULL_ENV} / {SAMPLE_ENV}")
+    print(json.dumps(dedupe_recall(folder, limit=args.limit), indent=1))
+    sys.exit(0)

@@ -19,8 +19,11 @@ exact check of each candidate on small normalised thumbnails):
 4. Verification of each candidate pair, batched in numpy: the two thumbnails are aligned by a
    separate scale and shift per axis (each side of one may be cut by up to MAX_CROP of the other:
    the intensity profiles along x and along y are matched over a grid of crops, coarse then
-   fine), then the aligned thumbnails are compared by correlation of their detail (each
-   thumbnail minus its Gaussian blur, sigma 2.5 px, on the overlap). Copies, even re-cropped and
+   fine), then the aligned thumbnails are compared by correlation of their detail on the overlap:
+   a band-pass (each thumbnail smoothed by sigma 0.7 px minus its blur by sigma 2.5 px). The
+   light smoothing matters: the aligned copy has been resampled (linear interpolation blurs it) and
+   its 64x64 grid falls between the other's pixels; without it, the finest band is dominated by
+   that asymmetry and by JPEG noise, and genuine copies score 0.93-0.96 instead of 0.98-0.99. Copies, even re-cropped and
    re-encoded, agree to >= NEAR_DETAIL_CORRELATION; slices of one patient, which share the body
    outline and correlate 0.95-0.98 as plain thumbnails, differ in the vessels and airways that
    the detail image holds (except slices 1 mm apart: see the figures below).
@@ -48,13 +51,16 @@ COARSE_MIN_CORRELATION = 0.80  # candidates must correlate at least this much at
 MAX_CROP = 0.12  # each side may be cut by up to 12% of the other copy's extent
 COARSE_STEP, FINE_STEP = 0.02, 0.005  # the crop grid: every 2%, then +-2% around the best by 0.5%
 DETAIL_SIGMA = 2.5  # px of the 64x64 thumbnail: the blur removed to leave the detail
-# Measured on the 809 scans of covidct-full (python -m bench.sources --dedupe): the cases' re-crop
-# 0.974, 16-bit twin 0.983, EXIF twin 1.000; the cross-source kjr-21-e24 copies 0.96-0.99; synthetic
-# copies of every scan (crop 0-5% per side, rescale 0.7-1.3x, JPEG q75-95) median 0.956 (so about
-# 60% of such copies are caught; the ones missed are mostly the downscaled, blurrier ones). Pairs
-# of different scans: below 0.95 except 1-mm-adjacent slices of one medpix series (0.96-0.99),
-# which this test cannot tell from copies at 64x64 (they are grouped as one family).
-NEAR_DETAIL_CORRELATION = 0.95
+DETAIL_SMOOTH_SIGMA = 0.7  # px: both aligned thumbnails are smoothed this much first (see 4.)
+# Measured on the 809 scans of covidct-full (python -m bench.sources --dedupe, and the index's
+# candidate pairs among the originals): synthetic degraded copies of every scan (crop 0-5% per
+# side, rescale 0.7-1.3x, JPEG q75-95) score median 0.99 (0.956 with the unsmoothed detail of
+# 2.0.0). Different scans: every pair linked before is still linked; two new links, both true copies
+# (kjr-21-e24-p2-8.png = the chest-x-ray dataset's kjr-21-e24-g001-l-c.jpg, 0.990; a figure of
+# 2020.03.22.20040782 repeated on pages 24 and 25, 0.984); adjacent slices of one NonCOVID patient
+# (660..663, 1330/1332) score 0.95-0.975 and stay apart, hence the cut above them (1-mm-adjacent
+# medpix slices, 0.96-0.99 already before, are still grouped as one family).
+NEAR_DETAIL_CORRELATION = 0.978
 VERIFY_BATCH = 256
 MIN_OVERLAP = 0.75  # the aligned overlap must cover this share of both thumbnails
 
@@ -237,18 +243,29 @@ def verify(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, list[str]]:
     my, wy = _resamplers(gy)
     aligned = my @ a @ np.swapaxes(mx, 1, 2)  # (P, 64, 64) a in b's frame
     inside = (_erode(wy, 3)[:, :, None] * _erode(wx, 3)[:, None, :]) > 0.5
-    da = aligned - ndimage.gaussian_filter(aligned, (0, DETAIL_SIGMA, DETAIL_SIGMA), mode="nearest")
-    db = b - ndimage.gaussian_filter(b, (0, DETAIL_SIGMA, DETAIL_SIGMA), mode="nearest")
+    da, db = _detail(aligned), _detail(b)
     count = inside.sum(axis=(1, 2))
     denom = np.maximum(count, 1)
     da = np.where(inside, da - (da * inside).sum(axis=(1, 2), keepdims=True) / denom[:, None, None], 0)
     db = np.where(inside, db - (db * inside).sum(axis=(1, 2), keepdims=True) / denom[:, None, None], 0)
     num = (da * db).sum(axis=(1, 2))
     den = np.sqrt((da * da).sum(axis=(1, 2)) * (db * db).sum(axis=(1, 2)))
-    scores = np.where((den > 1e-6) & (count >= MIN_OVERLAP * THUMB_SIDE ** 2), num / np.maximum(den, 1e-6), 0.0)
+    # The overlap is judged before the 3-sample erosion (which only keeps resampling edges out of
+    # the correlation): eroded, a copy cut 3% per side looked like a 72% overlap and scored 0 when
+    # it was the larger file (the one aligned onto the other).
+    overlap = (wy[:, :, None] * wx[:, None, :]).sum(axis=(1, 2))
+    scores = np.where((den > 1e-6) & (overlap >= MIN_OVERLAP * THUMB_SIDE ** 2),
+                      num / np.maximum(den, 1e-6), 0.0)
     crops = [f"x:{s0:+.3f}..{1 - e0:+.3f} y:{s1:+.3f}..{1 - e1:+.3f}"
              for (s0, e0), (s1, e1) in zip(gx.tolist(), gy.tolist())]
     return scores.astype(np.float32), crops
+
+
+def _detail(x: np.ndarray) -> np.ndarray:
+    """(P, 64, 64) -> the band between DETAIL_SMOOTH_SIGMA and DETAIL_SIGMA px (difference of
+    Gaussians): vessels and airways, without the body outline and without resampling noise."""
+    fine = ndimage.gaussian_filter(x, (0, DETAIL_SMOOTH_SIGMA, DETAIL_SMOOTH_SIGMA), mode="nearest")
+    return fine - ndimage.gaussian_filter(x, (0, DETAIL_SIGMA, DETAIL_SIGMA), mode="nearest")
 
 
 def _resamplers(spans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
