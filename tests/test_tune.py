@@ -286,14 +286,14 @@ def ray_cluster(object_user_bucket):
         cluster.stop()
 
 
-@pytest.fixture(scope="module")
-def ray_driver(ray_cluster):
-    """This test process joined to the cluster (a sweep run in-process uses it)."""
-    import ray
-
-    ray.init(address=ray_cluster.address, log_to_driver=False)
-    yield ray_cluster
-    ray.shutdown()
+def _driver(cluster: AutoscalingCluster, argv: list[str], log_path: Path) -> subprocess.Popen:
+    """`python -m tune ARGV` as a driver on the cluster's head machine (what `ray job submit` runs),
+    its output in `log_path`. A separate process: the test process's own Ray would resolve
+    127.0.0.1 to the interface address (its ray_constants were read without the loopback switch)."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "tune", *argv], cwd=REPO, stdout=log,
+                                stderr=subprocess.STDOUT,
+                                env={**cluster.env, "RAY_ADDRESS": cluster.address})
 
 
 @pytest.fixture(scope="module")
@@ -466,7 +466,7 @@ def test_best_downloads_a_checkpoint_generate_turns_into_pngs(submitted_sweep, t
 
 @pytest.mark.heavy
 def test_a_killed_driver_reruns_no_trial_finished_before_its_last_state_sync(
-        ray_driver, demo_data, memory_bucket, tmp_path, capsys):
+        ray_cluster, demo_data, memory_bucket, tmp_path):
     # One trial at a time: a 2-epoch trial, then a 12-epoch one. The driver is killed (SIGKILL:
     # no chance to save anything) while the second runs, STATE_SYNC_SECONDS + 10 s after the
     # first finished; the same command then finishes the sweep without running the first again.
@@ -479,13 +479,14 @@ def test_a_killed_driver_reruns_no_trial_finished_before_its_last_state_sync(
     log_path = tmp_path / "driver.log"
 
     def finished() -> dict:
-        return {t: h for t, h in _trials(sweep_uri).items() if h and h[-1]["epoch"] == len(h) and
-                json.loads(storage.read_bytes(storage.join(sweep_uri, t, "run", "config.json")))["epochs"] == len(h)}
+        done = {}
+        for tid, history in _trials(sweep_uri).items():
+            config = json.loads(storage.read_bytes(storage.join(sweep_uri, tid, "run", "config.json")))
+            if [h["epoch"] for h in history] == list(range(1, config["epochs"] + 1)):
+                done[tid] = history
+        return done
 
-    with open(log_path, "wb") as log:
-        driver = subprocess.Popen([sys.executable, "-m", "tune", *argv], cwd=REPO, stdout=log,
-                                  stderr=subprocess.STDOUT,
-                                  env={**ray_driver.env, "RAY_ADDRESS": ray_driver.address})
+    driver = _driver(ray_cluster, argv, log_path)
     try:
         deadline = time.monotonic() + JOB_SECONDS
         while not (done := finished()):
@@ -500,13 +501,20 @@ def test_a_killed_driver_reruns_no_trial_finished_before_its_last_state_sync(
     finally:
         if driver.poll() is None:
             driver.kill()
+            driver.wait()
     (first,) = done
     first_metrics = storage.read_bytes(storage.join(sweep_uri, first, "run", "metrics.jsonl"))
     first_results = storage.read_bytes(storage.join(sweep_uri, first, "result.json"))
 
-    args = _parse("sweep", *argv)
-    assert args.func(args) == 0
-    printed = capsys.readouterr().out
+    log_path.write_text("")
+    again = _driver(ray_cluster, argv, log_path)
+    try:
+        assert again.wait(timeout=JOB_SECONDS) == 0, log_path.read_text()[-4000:]
+    finally:
+        if again.poll() is None:
+            again.kill()
+            again.wait()
+    printed = log_path.read_text()
     assert "sweep 'killed' (resuming)" in printed
     trials = _trials(sweep_uri)
     (second,) = set(trials) - {first}
@@ -552,10 +560,20 @@ def test_unreachable_storage_is_refused(monkeypatch, capsys):
 
 
 @pytest.mark.heavy
-def test_more_gpus_per_trial_than_the_cluster_has_is_refused(ray_driver, demo_data, tmp_path, capsys):
+def test_more_gpus_per_trial_than_the_cluster_has_is_refused(ray_cluster, demo_data, tmp_path):
+    # Without --max-concurrent-trials the cluster is what it has now: no GPU anywhere.
     storage_dir = tmp_path / "sweeps"
-    message = _sweep_refused(capsys, "--gpus-per-trial", "1", "--storage", str(storage_dir),
-                             "--data-dir", demo_data)
+    log_path = tmp_path / "driver.log"
+    driver = _driver(ray_cluster, ["--preset", "smoke", "--name", "bad", "--gpus-per-trial", "1",
+                                   "--storage", str(storage_dir), "--data-dir", demo_data], log_path)
+    try:
+        assert driver.wait(timeout=120) == 2, log_path.read_text()[-4000:]  # will fail again
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    (message,) = [line for line in log_path.read_text().splitlines() if line.startswith("python -m tune: error:")]
     assert "--gpus-per-trial 1 is more than the Ray cluster has: 0 GPU(s)" in message
     assert "pass --max-concurrent-trials" in message  # what to say if the cluster autoscales
+    assert "Traceback" not in log_path.read_text()
     assert not (storage_dir / "bad").exists()

@@ -75,6 +75,12 @@ def cluster_from(nodes: list[dict], groups: list[tuple[dict, int]] | None, trial
                    grows_to=grows_to)
 
 
+class PlanError(UserError):
+    """A plan that can never run on this cluster: resubmitting it fails again (exit 2)."""
+
+    exit_code = 2
+
+
 @dataclasses.dataclass(frozen=True)
 class Resources:
     gpus_per_trial: int
@@ -103,15 +109,15 @@ def plan_resources(cluster: Cluster, gpus_per_trial: int | None, cpus_per_trial:
     """
     if gpus_per_trial is None:
         if cluster.grows_to is not None and not sum(cluster.gpus):
-            raise UserError("--gpus-per-trial is needed on a cluster that grows (--max-concurrent-trials): "
+            raise PlanError("--gpus-per-trial is needed on a cluster that grows (--max-concurrent-trials): "
                             "it has no GPU now to tell GPU trials from CPU trials; give 1 (or more) "
                             "for GPU workers, 0 for CPU trials")
         gpus_per_trial = 1 if sum(cluster.gpus) else 0
     if gpus_per_trial < 0 or cpus_per_trial < 1:
-        raise UserError(f"--gpus-per-trial must be >= 0 and --cpus-per-trial >= 1, got "
+        raise PlanError(f"--gpus-per-trial must be >= 0 and --cpus-per-trial >= 1, got "
                         f"{gpus_per_trial} and {cpus_per_trial}")
     if gpus_per_trial and cpu_replicas:
-        raise UserError("--cpu-replicas is for CPU-only trials; GPU trials mirror over their GPUs")
+        raise PlanError("--cpu-replicas is for CPU-only trials; GPU trials mirror over their GPUs")
     if not gpus_per_trial:
         cpu_replicas = cpu_replicas or cpus_per_trial
     fits_now = [n for n in zip(cluster.cpus, cluster.gpus)
@@ -126,13 +132,13 @@ def plan_resources(cluster: Cluster, gpus_per_trial: int | None, cpus_per_trial:
             "with the most trials its worker groups can hold (their maxReplicas)")
     if gpus_per_trial > largest_gpus:
         can = "can have, with its autoscaler" if cluster.autoscaling else "has"
-        raise UserError(
+        raise PlanError(
             f"--gpus-per-trial {gpus_per_trial} is more than the Ray cluster {can}: "
             f"{sum(cluster.gpus):g} GPU(s) in all, {largest_gpus:g} on its largest node (a trial's "
             f"GPUs must share a node); use --gpus-per-trial {int(largest_gpus)}{grow}"
         )
     if not fits_now:
-        raise UserError(f"--cpus-per-trial {cpus_per_trial} is more than the largest node of the Ray "
+        raise PlanError(f"--cpus-per-trial {cpus_per_trial} is more than the largest node of the Ray "
                         f"cluster has ({largest_cpus:g} CPUs){grow}")
     # Trials run at once: as many as the nodes hold (with an autoscaler, once it has scaled up).
     if gpus_per_trial:
