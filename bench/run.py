@@ -27,8 +27,8 @@ from typing import Callable
 
 from bench import projection, sources
 from bench.rows import Row, row, without_verdict
-from bench.throughput import (FEATURE_SETTING, LARGE_SETTING, MULTI, MULTI_XLA, NO_XLA,
-                              QUICK_SETTINGS, SETTINGS, setting_config)
+from bench.throughput import (CONDITIONAL, FEATURE_SETTING, LARGE_SETTING, MULTI, MULTI_XLA,
+                              NO_XLA, QUICK_SETTINGS, SETTINGS, setting_config)
 from job.config import override
 
 GROUPS = ("step", "hardware", "scaling", "memory", "pipeline", "prepare", "quality", LARGE_SETTING)
@@ -101,6 +101,8 @@ def step_rows(setting: str, result: dict) -> list[Row]:
             ("XLA off (the multi-replica default: synchronised batch norm)", NO_XLA,
              "job defaults"),
             ("MirroredStrategy wrapper, 1 replica", "job plain", "job plain, no strategy"),
+            ("class conditioning (conditional=true: embedding in G, projection D)", CONDITIONAL,
+             "job defaults"),
             ("rest of the job step vs tutorial (XLA, softplus losses, z and aug params from the "
              "pipeline, prefetch)", "job plain, no strategy", "reference"),
         ]

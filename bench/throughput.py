@@ -43,6 +43,7 @@ LARGE_SETTING = "seed336x504"  # the long run: its own bench group (`python -m b
 MULTI = "job defaults, multi-replica"  # xla=auto: off, batch norm synchronised
 MULTI_XLA = "job defaults, multi-replica, XLA on"  # batch norm per replica
 NO_XLA = "job defaults, XLA off"
+CONDITIONAL = "job defaults, class-conditional"  # class embedding in G, projection in D
 # The setting whose features are priced one by one and whose step is scaled over replicas.
 FEATURE_SETTING = "64"
 
@@ -76,6 +77,7 @@ def variant_plan(setting: str, quick: bool, gpu: bool) -> list[tuple[str, dict, 
             ("job augmentation only", dict(ema_kimg=0.0), "job"),
             ("job EMA only", dict(augment=""), "job"),
         ]
+    plan.append((CONDITIONAL, dict(conditional=True), "job"))
     plan.append((MULTI, {}, "job-multi"))
     if not quick:
         plan.append((MULTI_XLA, dict(xla="on"), "job-multi"))
