@@ -448,8 +448,16 @@ def read_nifti(path: pathlib.Path, options: Options) -> Volume:
     z_mm = np.arange(count, dtype=np.float64) * float(zooms[s_axis])
     file_order = sorted(range(count), key=voxel_index)  # read in file order: gzip streams forward
     pixel_mm = (float(zooms[x_axis]), float(zooms[x_axis]))  # square after _square_pixels
-    _check_hu(read_slice(count // 2))
-    slices, lung_range = _select(count, z_mm, read_slice, pixel_mm, options, file_order)
+    checked: list[bool] = []
+
+    def read_checked(k: int) -> np.ndarray:
+        hu = read_slice(k)
+        if not checked:  # the first slice read (in file order: gzip is not re-read from the start)
+            _check_hu(hu)
+            checked.append(True)
+        return hu
+
+    slices, lung_range = _select(count, z_mm, read_checked, pixel_mm, options, file_order)
     codes = "".join(nib.aff2axcodes(affine))
     notes.insert(0, f"nifti_axes:{codes}")
     return Volume("NIfTI", (count, int(shape[y_axis]), int(shape[x_axis])),
@@ -472,7 +480,7 @@ def _check_hu(hu: np.ndarray) -> None:
     """A CT in Hounsfield units has air near -1000 around the body; NIfTI carries no modality."""
     low = float(np.percentile(hu, 1))
     if low > -500:
-        raise VolumeError("volume_not_ct", f"middle slice's 1st percentile is {low:.0f}, no air "
+        raise VolumeError("volume_not_ct", f"a slice's 1st percentile is {low:.0f}, no air "
                           "near -1000: not a CT in Hounsfield units (an MR, a mask, or unscaled data)")
 
 
