@@ -1,6 +1,7 @@
 """Quality metrics for generated CT slices: GAN losses say little about quality, these measure it.
 
-One module per metric family (`sliced_wasserstein` for SWD, `intensity`, `inception` for FID/KID, `collapse` for diversity) and a
+One module per metric family (`sliced_wasserstein` for SWD, `intensity`, `inception` for FID/KID, `collapse` for diversity,
+`heldout` for the scores against the hold-out split that pick the best checkpoint) and a
 `registry` that knows each metric's direction. Every function takes image batches in [-1, 1] of
 shape (N, H, W, 1) as numpy arrays and returns plain floats. The public functions are re-exported
 here, so `from job import metrics; metrics.swd(real, fake)` reads as the method's name.
@@ -15,11 +16,19 @@ from job.metrics.inception import (
     kid,
 )
 from job.metrics.intensity import intensity_w1
-from job.metrics.registry import METRICS, SELECTION_METRIC, compute, direction, is_better
+from job.metrics.heldout import HeldOutScorer
+from job.metrics.registry import (
+    HELDOUT_SELECTION_METRIC,
+    METRICS,
+    SELECTION_METRIC,
+    compute,
+    direction,
+    is_better,
+)
 from job.metrics.sliced_wasserstein import swd, swd_level_shapes, swd_levels
 
 __all__ = [
-    "InceptionFeatures", "METRICS", "SELECTION_METRIC", "compute", "d_accuracy_real", "direction",
+    "HELDOUT_SELECTION_METRIC", "HeldOutScorer", "InceptionFeatures", "METRICS", "SELECTION_METRIC", "compute", "d_accuracy_real", "direction",
     "diversity", "fid_from_features", "fid_kid", "frechet_distance", "intensity_w1", "is_better",
     "kid", "swd", "swd_level_shapes", "swd_levels",
 ]

@@ -14,9 +14,15 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from job.errors import UserError
-from job.metrics import collapse, inception, intensity, sliced_wasserstein
+from job.metrics import collapse, heldout, inception, intensity, sliced_wasserstein
+from job.metrics.heldout import HeldOutScorer
 
+# What best.json, Tune's scheduler and `covidct best` rank by. "swd" is measured against the
+# loop's sample of *training* scans, which favours memorising checkpoints; HELDOUT_SELECTION_METRIC
+# is measured against the hold-out split (`HeldOutScorer`) and replaces it once the loop logs it
+# (the commit that wires the scorer into job/training/loop.py sets SELECTION_METRIC to it).
 SELECTION_METRIC = "swd"
+HELDOUT_SELECTION_METRIC = "quality_ratio"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +62,12 @@ METRICS = {m.name: m for m in (
     Metric("diversity", _diversity, {"diversity": "max"}),
     Metric("fid_kid", _fid_kid, {"fid": "min", "kid": "min"}, needs_extractor=True),
 )}
-DIRECTIONS = {key: d for m in METRICS.values() for key, d in m.directions.items()}
+# Logged by `HeldOutScorer` (job/metrics/heldout.py) rather than a registered family, because
+# they need the hold-out split; the floors are context, not rankings.
+HELDOUT_DIRECTIONS = {"swd_holdout": "min", "intensity_w1_holdout": "min", "quality_ratio": "min"}
+DIRECTIONS = {**{key: d for m in METRICS.values() for key, d in m.directions.items()},
+              **HELDOUT_DIRECTIONS}
+assert set(HELDOUT_DIRECTIONS) <= set(heldout.KEYS)
 
 
 def direction(key: str) -> str:
