@@ -118,7 +118,9 @@ class Found:
 
     def describe(self) -> str:
         skipped = sum(1 for f in self.files if f.skip)
+        volumes = sum(1 for f in self.files if f.volume)
         return (f"found source {self.kind} at {self.root}: {len(self.files)} files"
+                + (f", {volumes} of them CT volumes" if volumes else "")
                 + (f" ({skipped} skipped by layout)" if skipped else ""))
 
 
