@@ -62,8 +62,9 @@ def _configs() -> list[CovidCtConfig]:
 class Builder(tfds.core.GeneratorBasedBuilder):
     """DatasetBuilder for covid_ct."""
 
-    VERSION = tfds.core.Version("2.1.0")
+    VERSION = tfds.core.Version("2.2.0")
     RELEASE_NOTES = {
+        "2.2.0": "Demo phantoms: the covid class's ground-glass is wider and brighter.",
         "1.0.0": "Initial release.",
         "2.0.0": ("Splits held out by patient/paper group (NonCOVID-CT-MetaInfo patient, "
                   "chest-x-ray patientid, COVID-CT paper prefix, sub-folder series), near-duplicate "
