@@ -2,6 +2,7 @@
 
     <data_dir>/covid_ct/<config>/PREPARED   {"source": "real_scans" | "demo_phantoms",
                                              "manual_dir": URI, "manual_dir_fingerprint": ...,
+                                             "labels_csv_fingerprint": ... (volumes' labels),
                                              "builder_version": "2.0.0", "config": "64"}
 
 The record is the build's identity and its completion marker (an upload cut short leaves files but
@@ -28,7 +29,8 @@ def record_uri(data_dir: str, config: str) -> str:
     return storage.join(data_dir, DATASET, config, PREPARED)
 
 
-def requested(config: str, manual_dir: str | None, demo: bool, builder_version: str) -> dict:
+def requested(config: str, manual_dir: str | None, demo: bool, builder_version: str,
+              labels_csv: str | None = None) -> dict:
     """The record a build of `config` from this source would write.
 
     The scans are identified by `storage.fingerprint` (names, sizes, CRC32C of every file), the
@@ -38,6 +40,7 @@ def requested(config: str, manual_dir: str | None, demo: bool, builder_version: 
         "source": DEMO if demo else REAL,
         "manual_dir": "" if demo else manual_dir,
         "manual_dir_fingerprint": "" if demo else storage.fingerprint(manual_dir),
+        "labels_csv_fingerprint": storage.fingerprint(labels_csv) if labels_csv else "",
         "builder_version": builder_version,
         "config": config,
     }
@@ -61,8 +64,9 @@ def write(data_dir: str, config: str, record: dict) -> None:
 
 def differences(recorded: dict, wanted: dict) -> list[str]:
     """What differs between two records, in words (empty: the same build)."""
-    keys = ("source", "manual_dir_fingerprint", "builder_version", "config")
-    return [f"{k} {recorded.get(k)!r} -> {wanted[k]!r}" for k in keys if recorded.get(k) != wanted[k]]
+    keys = ("source", "manual_dir_fingerprint", "labels_csv_fingerprint", "builder_version", "config")
+    return [f"{k} {recorded.get(k, '')!r} -> {wanted[k]!r}" for k in keys
+            if recorded.get(k, "") != wanted[k]]
 
 
 def check_trainable(local_dataset_dir: pathlib.Path, config) -> None:

@@ -44,7 +44,8 @@ def prepare(config: str, data_dir: str, manual_dir: str | None = None, demo: boo
         raise UserError("give --manual-dir DIR with the downloaded scans, or --demo for phantoms")
     storage.check_reachable(data_dir)
     version = str(Builder.VERSION)
-    wanted = {c: dataset_record.requested(c, manual_dir, demo, version) for c in configs}
+    wanted = {c: dataset_record.requested(c, manual_dir, demo, version, labels_csv)
+              for c in configs}
     if if_missing:
         configs = [c for c in configs if _needs_build(c, data_dir, wanted[c])]
         if not configs:
