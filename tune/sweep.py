@@ -3,10 +3,18 @@
     covidct sweep --preset demo --name lr-depth --num-samples 8 --gpus-per-trial 1 \\
         --storage gs://BUCKET/sweeps --data-dir gs://BUCKET/tfds
 
+    # on a cluster that scales from zero (KubeRay, k8s/ray/): say what one trial needs and how
+    # many the worker groups can hold at once; the autoscaler adds the workers
+    python -m tune --preset seed336x504 --gpus-per-trial 1 --cpus-per-trial 6 \
+        --max-concurrent-trials 4 --name search --storage gs://BUCKET/sweeps ...
+
 Before a trial starts, the sweep checks the space, the storage and the cluster, prints the plan
-and refuses what cannot run. Trials are ranked by SWD (lower is better): ASHA stops the weak ones
-after a grace period, or PBT copies and perturbs the strong ones. A sweep is named, not stamped:
-running the same command again resumes it from its storage (`Tuner.restore`).
+and refuses what can never run. Trials are ranked by SWD (lower is better): ASHA stops the weak
+ones after a grace period, or PBT copies and perturbs the strong ones. A sweep is named, not
+stamped: running the same command again resumes it from its storage (`Tuner.restore`), whose
+record of finished trials is at most STATE_SYNC_SECONDS old. The sweep succeeds (exit 0) once it
+ran every trial and wrote its report; diverged trials end themselves, failed ones are retried
+MAX_FAILURES times, and the report lists both.
 """
 
 from __future__ import annotations
@@ -295,7 +303,7 @@ def run_sweep(
         else:
             tuner = _new_tuner(fn, space, configs, plan, num_samples, path, filesystem)
         results = tuner.fit()
-    unfinished = [r for r in results if r.error is None and not (r.metrics or {}).get("done")]
+    unfinished = unfinished_trials(results)
     if unfinished:
         raise UserError(f"sweep '{name}' stopped with {len(unfinished)} trial(s) unfinished; run the "
                         "same command again to resume it")
@@ -310,6 +318,21 @@ def run_sweep(
         raise error
     print(f"best checkpoint: covidct best --sweep {sweep_uri} --out DIR", flush=True)
     return outcomes
+
+
+def unfinished_trials(results) -> list[str]:
+    """Trials a stopped `Tuner.fit` (Ctrl-C, a lost driver) left pending, running or paused.
+
+    By Tune's trial status: a trial ASHA stopped, or one restored as finished, can lack the
+    `done` flag in its last result. ResultGrid does not carry the status, its analysis does.
+    """
+    from ray.tune.experiment import Trial
+
+    analysis = getattr(results, "_experiment_analysis", None)
+    trials = getattr(analysis, "trials", None)
+    if trials is None:  # a Ray without it: fall back on the flag
+        return [str(r.path) for r in results if r.error is None and not (r.metrics or {}).get("done")]
+    return [t.trial_id for t in trials if t.status not in (Trial.TERMINATED, Trial.ERROR)]
 
 
 def trial_outcomes(results) -> dict[str, "report.Outcome"]:
