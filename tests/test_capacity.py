@@ -140,6 +140,7 @@ class _Sized(C.TrainConfig):
 
 def _configs():
     out = [(p, C.resolve(p)) for p in ("smoke", "demo", "seed28", "default", "seed336x504")]
+    out.append(("seed336x504-conditional", C.resolve("seed336x504", sets=["conditional=true"])))
     small = dict(g_filters=4, d_filters=4, latent_dim=8)
     for h, w in ((97, 150), (100, 150), (50, 50)):
         base = C.override(C.resolve("smoke"), small)
@@ -160,7 +161,9 @@ def test_the_builders_are_their_plans(name, config):
     assert (g.count_params(), d.count_params()) == (cap.g_params, cap.d_params)
     trainable = lambda m: sum(int(v.numpy().size) for v in m.trainable_variables)  # noqa: E731
     assert (trainable(g), trainable(d)) == (cap.g_trainable, cap.d_trainable)
-    assert (model_forward_flops(g), model_forward_flops(d)) == (cap.g_forward_flops, cap.d_forward_flops)
+    projection = 2 * K.discriminator_plan(config)[-1].in_shape[-1] if config.conditional else 0
+    assert (model_forward_flops(g), model_forward_flops(d) + projection) == (
+        cap.g_forward_flops, cap.d_forward_flops)  # bench.flops counts dense and conv layers
     assert (hidden_layer_count(g), hidden_layer_count(d)) == (cap.g_hidden_layers, cap.d_hidden_layers)
 
 

@@ -336,14 +336,28 @@ def _giga(flops: int) -> str:
     return f"{flops / 1e9:.3g}"
 
 
+def class_embedding_parameters(config: TrainConfig) -> tuple[int, int]:
+    """(G, D) parameters a class-conditional pair adds beside the plans: G's class embedding
+    (added to z, latent_dim wide) and D's projection embedding (as wide as D's features)."""
+    if not config.conditional:
+        return 0, 0
+    from tfds_covidct.covid_ct.sources import LABELS  # the models' classes (no TensorFlow)
+
+    features = discriminator_plan(config)[-1].in_shape[-1]
+    return len(LABELS) * config.latent_dim, len(LABELS) * features
+
+
 def capacity(config: TrainConfig) -> Capacity:
-    """Every figure for `config`'s models, from their plans."""
+    """Every figure for `config`'s models, from their plans (and a conditional pair's class
+    embeddings: lookups, so they add parameters; D's projection adds 2 FLOPs per feature)."""
     g, d = generator_plan(config), discriminator_plan(config)
+    g_embed, d_embed = class_embedding_parameters(config)
+    projection_flops = 2 * d[-1].in_shape[-1] if config.conditional else 0
     return Capacity(
         geometry=geometry(config.height, config.width),
-        g_params=parameters(g), g_trainable=trainable_parameters(g),
-        d_params=parameters(d), d_trainable=trainable_parameters(d),
-        g_forward_flops=forward_flops(g), d_forward_flops=forward_flops(d),
+        g_params=parameters(g) + g_embed, g_trainable=trainable_parameters(g) + g_embed,
+        d_params=parameters(d) + d_embed, d_trainable=trainable_parameters(d) + d_embed,
+        g_forward_flops=forward_flops(g), d_forward_flops=forward_flops(d) + projection_flops,
         d_receptive_field=receptive_field(d),
         g_hidden_layers=hidden_layers(g), d_hidden_layers=hidden_layers(d),
     )
