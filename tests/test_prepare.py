@@ -39,3 +39,29 @@ def test_prepare_refuses_bad_arguments_clearly(tmp_path):
         prepare("28", str(tmp_path))
     with pytest.raises(UserError):
         prepare("28", str(tmp_path), manual_dir=str(tmp_path / "missing"))
+
+
+def test_if_missing_rebuilds_demo_phantoms_when_real_scans_are_asked_for(tmp_path):
+    import os
+
+    from job import dataset_record
+
+    sample = os.environ.get("COVIDCT_SAMPLE_DIR")
+    if not sample or not os.path.isdir(sample):
+        pytest.skip("COVIDCT_SAMPLE_DIR (the real COVID-CT sample, set by .ci/run) is absent")
+    data_dir = str(tmp_path)
+    prepare("28", data_dir, demo=True)
+    assert dataset_record.read(data_dir, "28")["source"] == dataset_record.DEMO
+    (rebuilt,) = prepare("28", data_dir, manual_dir=sample, if_missing=True)
+    assert not rebuilt.synthetic
+    assert dataset_record.read(data_dir, "28")["source"] == dataset_record.REAL
+    assert prepare("28", data_dir, manual_dir=sample, if_missing=True) == []  # same scans: kept
+
+
+def test_training_refuses_demo_phantoms_unless_the_config_asks(tmp_path):
+    from job.errors import ConfigError
+
+    prepare("28", str(tmp_path), demo=True)
+    with pytest.raises(ConfigError, match="DEMO PHANTOMS"):
+        load_images(resolve("seed28", extra={"data_dir": str(tmp_path)}))
+    assert load_images(resolve("smoke", extra={"data_dir": str(tmp_path)}))[1] > 0
