@@ -467,12 +467,12 @@ def test_best_downloads_a_checkpoint_generate_turns_into_pngs(submitted_sweep, t
 @pytest.mark.heavy
 def test_a_killed_driver_reruns_no_trial_finished_before_its_last_state_sync(
         ray_cluster, demo_data, memory_bucket, tmp_path):
-    # One trial at a time: a 2-epoch trial, then a 12-epoch one. The driver is killed (SIGKILL:
+    # One trial at a time: a 2-epoch trial, then a 20-epoch one (~40 s: it outlives the wait). The driver is killed (SIGKILL:
     # no chance to save anything) while the second runs, STATE_SYNC_SECONDS + 10 s after the
     # first finished; the same command then finishes the sweep without running the first again.
     storage_uri = memory_bucket.uri(f"kill-{uuid.uuid4().hex[:8]}")
-    space = _space(tmp_path, {"epochs": {"grid": [2, 12]}})
-    argv = ["--preset", "smoke", "--num-samples", "1", "--grace-period", "12", "--space", space,
+    space = _space(tmp_path, {"epochs": {"grid": [2, 20]}})
+    argv = ["--preset", "smoke", "--num-samples", "1", "--grace-period", "20", "--space", space,
             "--gpus-per-trial", "0", "--cpus-per-trial", "1", "--max-concurrent-trials", "1",
             "--name", "killed", "--storage", storage_uri, "--data-dir", demo_data]
     sweep_uri = storage.join(storage_uri, "killed")
@@ -519,7 +519,7 @@ def test_a_killed_driver_reruns_no_trial_finished_before_its_last_state_sync(
     trials = _trials(sweep_uri)
     (second,) = set(trials) - {first}
     assert f"trial {second} finished: swd" in printed and f"trial {first} finished" not in printed
-    assert [h["epoch"] for h in trials[second]] == list(range(1, 13))
+    assert [h["epoch"] for h in trials[second]] == list(range(1, 21))
     # Metrics lines carry each epoch's wall time, Ray's results their timestamps: a rerun of the
     # first trial would have rewritten them.
     assert storage.read_bytes(storage.join(sweep_uri, first, "run", "metrics.jsonl")) == first_metrics
