@@ -35,6 +35,10 @@ ASSUMED_GPU_UTILISATION = 0.30
 # all-reduce of ~11M gradients and synchronised batch norm per step, with the global batch raised
 # to keep 16 images per GPU (the images per epoch, and so the FLOPs of the run, stay the same).
 ASSUMED_MULTI_GPU_EFFICIENCY = 0.80
+# Assumed upload throughput of one checkpoint from a GKE node to a bucket in its region (one
+# stream per file, several files in parallel would do better): used only to add the upload to
+# the measured local save in the checkpoint rows, which say so.
+ASSUMED_GCS_UPLOAD_BYTES_PER_S = 100e6
 # Training images of the full public set at 336x504 (covid_ct 2.0.0: 809 found, 777 kept, 663 in
 # the patient-held-out train split; `covidct prepare --config 336x504`, measured 2026-11-29).
 FULL_TRAIN_IMAGES = 663

@@ -31,7 +31,9 @@ from bench.throughput import (CONDITIONAL, FEATURE_SETTING, LARGE_SETTING, MULTI
                               NO_XLA, QUICK_SETTINGS, SETTINGS, setting_config)
 from job.config import override
 
-GROUPS = ("step", "hardware", "scaling", "memory", "pipeline", "prepare", "quality", LARGE_SETTING)
+GROUPS = ("step", "hardware", "scaling", "memory", "pipeline", "prepare", "quality", "checkpoint",
+          LARGE_SETTING)
+CHECKPOINT_PRESETS = ("seed28", "default", "seed336x504")  # 28x28, 64x64, 336x504
 LABELS = {"seed28": "seed28 28x28", "64": "64x64", "128": "128x128", "seed336x504": "seed336x504"}
 PREPARE_TARGET_SCANS, PREPARE_TARGET_SECONDS = 750, 60.0
 QUALITY_BUDGET_SECONDS = {True: 8.0, False: 300.0}  # early SWD moves fast: 5 min steadies it
@@ -258,6 +260,23 @@ def long_run_rows(result: dict, config) -> list[Row]:
     return rows
 
 
+def checkpoint_rows(result: dict) -> list[Row]:
+    """A preset's checkpoint: bytes, the measured local save, and save + upload (estimated)
+    against the grace budget a spot reclaim leaves."""
+    name, grace = result["preset"], result["grace_seconds"]
+    upload = result["bytes"] / projection.ASSUMED_GCS_UPLOAD_BYTES_PER_S
+    return [
+        row(f"checkpoint {name}: bytes", result["bytes"] / 1e6, "MB", better="lower",
+            note="G, D, EMA G, both Adams: CheckpointStore.save"),
+        row(f"checkpoint {name}: save, local disk (measured)", result["seconds"], "s",
+            better="lower", note="what a training step waits for; the upload runs in the background"),
+        row(f"checkpoint {name}: save + upload (estimate)", result["seconds"] + upload, "s",
+            reference=grace, target=1.0, better="lower",
+            note=f"upload at an assumed {projection.ASSUMED_GCS_UPLOAD_BYTES_PER_S / 1e6:.0f} MB/s; "
+                 f"reference = grace_seconds ({grace:.0f} s of GKE's ~15 s spot notice)"),
+    ]
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -286,6 +305,9 @@ def run(quick: bool, only: list[str] | None, out_dir: pathlib.Path,
             rows += memory_rows(setting, results[setting])
     if "scaling" in groups:
         rows += scaling_rows(results[FEATURE_SETTING])
+    if "checkpoint" in groups:
+        for preset in CHECKPOINT_PRESETS[:1] if quick else CHECKPOINT_PRESETS:
+            rows += checkpoint_rows(_worker("bench.checkpoints", ["--preset", preset]))
     if LARGE_SETTING in groups:
         progress(f"the long run, {LABELS[LARGE_SETTING]}: steps, peak, checkpoint (own process)")
         args = ["--setting", LARGE_SETTING, "--rounds", str(ROUNDS), "--checkpoint"] + (
