@@ -189,7 +189,8 @@ def test_a_refused_bucket_metadata_read_names_the_permission_and_the_role():
 def test_a_diverged_trial_reports_the_worst_value_of_the_selection_metric():
     from job.errors import Diverged
     from job.metrics import registry
-    from tune.trainable import DIVERGED, diverged_result, worst
+    from job.metrics.registry import worst
+    from tune.trainable import DIVERGED, diverged_result
 
     result = diverged_result(Diverged("non-finite loss", epoch=7, last_good_epoch=5))
     assert result["epoch"] == 7 and "epoch 7" in result[DIVERGED] and "epoch 5" in result[DIVERGED]

@@ -15,13 +15,9 @@ so Tune neither retries it nor reruns it on resume, and the scheduler ranks it l
 from __future__ import annotations
 
 import logging
-import math
-import pathlib
-import time
 
 from ray import tune
 
-from job import run, storage
 from job.config import TrainConfig, override, validate
 from job.errors import Diverged
 from job.metrics import registry
@@ -30,7 +26,6 @@ from job.training.loop import EpochReport, fit
 from tune.layout import trial_run_uri
 
 DIVERGED = "diverged"  # the result key holding a diverged trial's reason
-UPLOAD_WAIT_SECONDS = 600.0  # a 336x504 checkpoint is ~100 MB; the job retries its uploads for 120 s
 
 
 def trial_dirname(trial) -> str:
@@ -54,40 +49,14 @@ def report_epoch(report: EpochReport) -> None:
         return
     metrics = {**report.metrics, "epoch": report.epoch}
     checkpoint = None
-    if report.checkpoint_dir is not None:
-        wait_until_complete(report)
+    if report.checkpoint_dir is not None:  # complete at the run URI (the loop waits for it)
         checkpoint = tune.Checkpoint.from_directory(report.checkpoint_dir)
     tune.report(metrics, checkpoint=checkpoint)
 
 
-def wait_until_complete(report: EpochReport, seconds: float = UPLOAD_WAIT_SECONDS) -> bool:
-    """Wait until the epoch's checkpoint is complete at the run URI (its COMPLETE marker is there).
-
-    The job uploads a checkpoint in the background and marks it complete last. Once Tune has the
-    result it may stop the trial at once (ASHA, or the last epoch), killing that upload: the
-    trial's best checkpoint would then be missing from its run, where `covidct best` and the
-    report look. Waiting here costs the upload's own time, once per checkpoint.
-    """
-    name = pathlib.PurePath(report.checkpoint_dir).name
-    marker = storage.join(report.run_uri, run.checkpoint_file(name, run.COMPLETE))
-    deadline = time.monotonic() + seconds
-    while not storage.exists(marker):
-        if time.monotonic() > deadline:
-            logging.getLogger("covidct").warning(
-                f"checkpoint {name} not complete in {report.run_uri} after {seconds:.0f} s; reporting it anyway")
-            return False
-        time.sleep(0.2)
-    return True
-
-
-def worst(metric: str) -> float:
-    """The value every measured value of `metric` beats (+inf when lower is better)."""
-    return max((math.inf, -math.inf), key=lambda value: registry.ordering(metric, value))
-
-
 def diverged_result(error: Diverged) -> dict:
     """The last result of a diverged trial: the worst score, the epoch, and why."""
-    return {SELECTION_METRIC: worst(SELECTION_METRIC), "epoch": error.epoch,
+    return {SELECTION_METRIC: registry.worst(SELECTION_METRIC), "epoch": error.epoch,
             DIVERGED: f"non-finite loss in epoch {error.epoch} (last good checkpoint: epoch "
                       f"{error.last_good_epoch})"}
 

@@ -9,6 +9,7 @@ stylegan2-ada-pytorch's metrics/metric_main.py: a registry, one module per metri
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -80,6 +81,11 @@ def direction(key: str) -> str:
 def ordering(key: str, value: float) -> float:
     """A sort key: smaller is better, whatever the metric's direction."""
     return value if direction(key) == "min" else -value
+
+
+def worst(key: str) -> float:
+    """The value every measured value of `key` beats (+inf when lower is better)."""
+    return math.inf if direction(key) == "min" else -math.inf
 
 
 def is_better(key: str, value: float, than: float | None) -> bool:

@@ -45,7 +45,7 @@ class EpochReport:
     epoch: int  # completed epochs
     epochs: int
     metrics: dict
-    checkpoint_dir: str | None  # local folder of a checkpoint written this epoch
+    checkpoint_dir: str | None  # local folder of a checkpoint written this epoch, complete at the run URI
     run_uri: str
 
 
@@ -203,6 +203,10 @@ def fit(
                                                     best=(selection, value) if better else None))
                     best_value = value if better else best_value
                     good_epoch, saved_at = done, time.monotonic()
+                if checkpoint_dir is not None and callbacks:
+                    # A callback (Ray Tune) may end the run as soon as it has the result: it sees
+                    # a checkpoint only once it is complete at the run URI, where `best` looks.
+                    store.wait()
                 eta = np.mean(epoch_seconds[-5:]) * (config.epochs - done)
                 log.info(_progress_line(done, config.epochs, m, eta))
                 report = EpochReport(done, config.epochs, m, checkpoint_dir, files.uri)
