@@ -214,6 +214,22 @@ def prepare_rows(measured: dict, source: sources.Source) -> list[Row]:
     ]
 
 
+VOLUMES = 8  # phantom volumes (half DICOM, half NIfTI); fewer can leave the test split empty
+
+
+def volume_rows(measured: dict) -> list[Row]:
+    """Slices per second from CT volumes: the whole build, and the readers alone."""
+    depth, side = measured["volume_shape"][0], measured["volume_shape"][1]
+    rows = [row(f"prepare 64x64: slices per second from {measured['volumes']} CT volumes "
+                f"({depth}x{side}x{side})", measured["slices_per_second"], "slices/s",
+                note=f"whole build, {measured['workers']} decode workers: read, select "
+                     f"{measured['slices_kept']} lung slices, window, clean, dedupe, write")]
+    for fmt, rate in sorted(measured["reader_slices_per_second_one_core"].items()):
+        rows.append(row(f"prepare: {fmt} reader alone, one core", rate, "slices/s",
+                        note="pydicom / nibabel: one volume read slice by slice"))
+    return rows
+
+
 def quality_rows(measured: dict, source: sources.Source, budget: float, png: str) -> list[Row]:
     head = f"quality 64x64 ({budget:.0f} s each, {measured['real_images']} {source.kind} images)"
     ref = measured["swd_reference"]
@@ -339,6 +355,11 @@ def _data_rows(groups, quick, scratch, out_dir, results, progress) -> list[Row]:
         ["--manual-dir", source.manual_dir] if source.real else ["--demo"]))
     if "prepare" in groups:
         rows += prepare_rows(prepared, source)
+        if not quick:  # a minute of phantom volumes: the full run only
+            progress("prepare 64x64 from phantom CT volumes (own process)")
+            rows += volume_rows(_worker("bench.prepare", [
+                "--data-dir", str(scratch / "tfds-volumes"), "--config", "64",
+                "--volumes", str(VOLUMES)]))
     if "pipeline" in groups:
         progress("input pipeline")
         config = override(setting_config(FEATURE_SETTING, quick), dict(data_dir=data_dir))
