@@ -86,11 +86,23 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from job.evaluation.evaluate import evaluate
+    from job.evaluation import report
+    from job.evaluation.evaluate import evaluate, evaluate_images
 
-    evaluate(args.run, args.out, checkpoint=args.checkpoint, n=args.n, seed=args.seed,
-             inception_weights=args.inception_weights, utility=args.utility)
-    return 0
+    if args.images:
+        if not args.data_dir or not args.config:
+            raise cfg.ConfigError("--images", "needs --data-dir and --config (the prepared "
+                                  "dataset to compare with)")
+        doc = evaluate_images(args.images, args.data_dir, args.config, args.out, seed=args.seed,
+                              inception_weights=args.inception_weights, utility=args.utility)
+    else:
+        if args.data_dir or args.config:
+            raise cfg.ConfigError("--run", "reads its dataset from the run's config.json; "
+                                  "--data-dir and --config go with --images")
+        doc = evaluate(args.run, args.out, checkpoint=args.checkpoint, n=args.n, seed=args.seed,
+                       inception_weights=args.inception_weights, utility=args.utility)
+    print(doc["verdict"])  # the last line, for scripts; the exit code says the same
+    return 0 if doc["passed"] else report.VERDICT_FAIL_EXIT_CODE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,8 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also build the TFDS dataset covid_ct_synthetic (with MODEL_CARD.md) in DATA_DIR")
     p.set_defaults(func=_generate)
 
-    p = sub.add_parser("evaluate", help="report on a checkpoint: quality, real vs synthetic, memorisation, diversity")
-    p.add_argument("--run", required=True, help="run URI (folder or gs://)")
+    p = sub.add_parser("evaluate", help="report on a checkpoint or a folder of images: quality, real vs "
+                       "synthetic, memorisation, diversity; exit 3 when the VERDICT is FAIL")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", help="run URI (folder or gs://)")
+    what.add_argument("--images", help="a folder of images from any generator (with --data-dir, --config)")
+    p.add_argument("--data-dir", default="", help="with --images: where the dataset was prepared")
+    p.add_argument("--config", default="", help=f"with --images: the dataset config, one of {sorted(cfg.RESOLUTIONS)}")
     p.add_argument("--checkpoint", default="latest", help="latest, best or an epoch number")
     p.add_argument("--n", type=int, default=1000, help="generated images to evaluate")
     p.add_argument("--seed", type=int, default=0)
