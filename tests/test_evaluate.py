@@ -138,7 +138,9 @@ def test_report_of_a_copying_generator(tmp_path, real):
     doc, memo = _report(tmp_path, train, holdout, generated)
     markdown = (tmp_path / "report.md").read_text()
     assert markdown.strip().splitlines()[-1] == doc["verdict"]
-    assert doc["verdict"].startswith("VERDICT: 45 of 50 generated images are near-copies")
+    assert doc["verdict"].startswith("VERDICT: FAIL (quality, memorisation) | quality: ")
+    assert "memorisation: 45 of 50 generated images are exact copies of training scans" in doc["verdict"]
+    assert not doc["passed"]
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert on_disk["verdict"] == doc["verdict"]
     assert on_disk["memorisation"]["flagged"] == 45
@@ -149,7 +151,7 @@ def test_report_of_a_copying_generator(tmp_path, real):
     assert doc["files"]["closest_pairs"] == []
     with Image.open(tmp_path / "flagged_pairs_002.png") as page:
         assert page.height == 5 * 28 + 4 * images.GAP_PX  # the last 5 pairs
-        assert page.width == 150 + 2 * 28 + images.GAP_PX
+        assert page.width == report.PAIR_LABEL_PX + 2 * 28 + images.GAP_PX
         assert "synthetic" in page.text["Comment"] and "real training" in page.text["Comment"]
     for name in ["real_vs_synthetic.png", "samples.png", "memorisation_histogram.png"]:
         assert f"]({name})" in markdown
@@ -164,11 +166,14 @@ def test_report_of_a_novel_generator_says_no_memorisation(tmp_path, real):
     train, holdout = real
     noise = np.random.default_rng(11).uniform(-1, 1, (30, 28, 28, 1)).astype(np.float32)
     doc, _ = _report(tmp_path, train, holdout, noise)
-    assert doc["verdict"].startswith("VERDICT: no memorisation detected (0/30")
+    # Noise is new (nothing flagged) but nothing like a scan: quality fails, memorisation not.
+    assert doc["verdict"].startswith("VERDICT: FAIL (quality) | quality: SWD")
+    assert "memorisation: not detected (0 of 30 flagged" in doc["verdict"]
     assert doc["files"]["flagged_pairs"] == []
     assert doc["files"]["closest_pairs"] == ["closest_pairs_001.png"]
     markdown = (tmp_path / "report.md").read_text()
     assert "| hold-out vs train (floor) |" in markdown and "FID/KID: not computed" in markdown
+    assert "| comparison | SWD x1e3 | intensity W1 | FID | KID |" in markdown
     assert markdown.strip().splitlines()[-1] == doc["verdict"]
     with Image.open(tmp_path / "memorisation_histogram.png") as im:
         pixels = np.asarray(im.convert("RGB")).reshape(-1, 3)
@@ -305,3 +310,72 @@ def test_generate_drop_copies_and_tfds_export_end_to_end(smoke_run, tmp_path):
     assert (tmp_path / "tfds" / "covid_ct_synthetic" / "MODEL_CARD.md").exists()
     ds = tfds.load("covid_ct_synthetic/28", data_dir=str(tmp_path / "tfds"), split="train")
     assert sum(1 for _ in ds) == info["kept"]
+
+
+def test_verdict_names_each_failing_part_with_its_reason():
+    def results(swd=(40.0, 38.0), w1=(0.03, 0.02), diversity=0.9, flagged=3, p=0.6, exact=0):
+        return {"quality": {"swd_generated_vs_holdout": swd[0], "swd_holdout_vs_train": swd[1],
+                            "intensity_w1_generated_vs_holdout": w1[0],
+                            "intensity_w1_holdout_vs_train": w1[1]},
+                "diversity": {"diversity_ratio": diversity},
+                "memorisation": {"generated": 1000, "flagged": flagged, "expected_by_chance": 11.8,
+                                 "p_value": p, "alpha": 0.01, "exact_copies": exact,
+                                 "memorisation": p < 0.01 or exact > 0}}
+
+    good = report.verdict(report.judge(results()))
+    assert good.startswith("VERDICT: PASS | quality: SWD 1.05x its real floor")
+    assert "diversity: 0.9 of the real scans'" in good and "memorisation: not detected" in good
+    # The issue's collapsed smoke run: SWD 204 against a floor of 40, diversity 0.105.
+    collapsed = report.verdict(report.judge(results(swd=(204.0, 40.0), diversity=0.105)))
+    assert collapsed.startswith("VERDICT: FAIL (quality, diversity) | quality: SWD 5.10x")
+    assert "0.105 of the real scans' (< 0.5: mode collapse)" in collapsed
+    dark = report.verdict(report.judge(results(w1=(0.22, 0.02))))
+    assert dark.startswith("VERDICT: FAIL (quality) | quality: intensity W1 11.00x its real floor")
+    copier = report.verdict(report.judge(results(flagged=400, p=1e-9)))
+    assert "FAIL (memorisation)" in copier and "400 of 1000" in copier and "p = 1e-09 < 0.01" in copier
+
+
+@pytest.fixture(scope="module")
+def demo28(tmp_path_factory):
+    from job.prepare import prepare
+
+    data_dir = tmp_path_factory.mktemp("demo_tfds")
+    prepare("28", str(data_dir), demo=True)
+    return str(data_dir)
+
+
+def _write_pngs(folder, batch):
+    folder.mkdir()
+    for i, x in enumerate(images.to_uint8(batch)):
+        Image.fromarray(x).save(folder / f"img_{i:04d}.png")
+
+
+def test_evaluate_images_of_a_collapsed_generator_says_collapse_and_exits_non_zero(
+        tmp_path, demo28, capsys):
+    from job import cli
+
+    one = scans(1, seed=30)
+    noise = np.random.default_rng(31).normal(0, 0.01, (40, 28, 28, 1)).astype(np.float32)
+    _write_pngs(tmp_path / "collapsed", np.clip(one + noise, -1, 1))
+    code = cli.main(["evaluate", "--images", str(tmp_path / "collapsed"), "--data-dir", demo28,
+                     "--config", "28", "--out", str(tmp_path / "report")])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert code == report.VERDICT_FAIL_EXIT_CODE != 0
+    assert line.startswith("VERDICT: FAIL (") and "diversity" in line.split("|")[0]
+    assert "mode collapse" in line
+    doc = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert doc["verdict"] == line and doc["passed"] is False
+    assert doc["run"]["files"][0] == "img_0000.png"
+    assert (tmp_path / "report" / "report.md").read_text().strip().endswith(line)
+
+
+def test_evaluate_images_resizes_and_refuses_what_it_cannot_read(tmp_path, demo28):
+    from job import cli
+
+    _write_pngs(tmp_path / "big", scans(6, size=64, seed=32))
+    x, names, resized = evaluate.read_images(str(tmp_path / "big"), 28, 28)
+    assert x.shape == (6, 28, 28, 1) and resized == 6 and -1 <= x.min() and x.max() <= 1
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["evaluate", "--images", str(tmp_path / "empty"), "--data-dir", demo28,
+                     "--config", "28", "--out", str(tmp_path / "r")]) == 2
+    assert cli.main(["evaluate", "--images", str(tmp_path / "big"), "--out", str(tmp_path / "r")]) == 2

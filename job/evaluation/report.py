@@ -19,25 +19,65 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from job import images
 from job.evaluation.memorisation import Memorisation
+from job.metrics.heldout import ratio
 
 COMPARE_COLUMNS = 8  # images per row of the real-vs-synthetic figure
 GRID_IMAGES = 64  # the larger sample grid
 PAIRS_PER_PAGE = 40  # flagged pairs per PNG
+PAIR_LABEL_PX = 300  # room for "g12 t3 d=0.012 mirrored, zoom 1.05, shift (2, -1)"
 CLOSEST_SHOWN = 8  # pairs shown when nothing is flagged, so the reader can judge by eye
 HIST_BINS = 40
 HIST_SIZE = (720, 360)
 HOLDOUT_COLOUR, GENERATED_COLOUR, THRESHOLD_COLOUR = (66, 120, 200), (230, 140, 40), (200, 30, 30)
 
 
-def verdict(summary: dict) -> str:
-    """The report's last line: how many generated images are closer to a training scan than any
-    real hold-out scan is."""
-    n, k, t = summary["generated"], summary["flagged"], summary["threshold"]
-    if k == 0:
-        return (f"VERDICT: no memorisation detected (0/{n} generated images closer to a training "
-                f"scan than the closest real pair, d = {t:.4f})")
-    return (f"VERDICT: {k} of {n} generated images are near-copies of training scans (closer "
-            f"than the closest real pair, d = {t:.4f})")
+# The verdict's bars. Quality: each figure against the hold-out at most this many times its real
+# floor (hold-out vs train), the bar issue 19 set for intensity. Diversity: the generated set's
+# mean pairwise distance at least this share of the real scans' (0.1 is a collapsed run; real
+# hold-out vs train sits near 1).
+QUALITY_MAX_RATIO = 2.0
+DIVERSITY_MIN_RATIO = 0.5
+VERDICT_FAIL_EXIT_CODE = 3  # `covidct evaluate`: the report was written, the generator failed
+
+
+def judge(results: dict) -> list[dict]:
+    """The verdict's three parts, each {"part", "ok", "text"}: quality against the floor,
+    diversity (collapse) and memorisation (the test of `job.evaluation.memorisation`)."""
+    q, d, m = results["quality"], results["diversity"], results["memorisation"]
+    parts = []
+    figures = []
+    for label, key in (("SWD", "swd"), ("intensity W1", "intensity_w1")):
+        value, floor = q[f"{key}_generated_vs_holdout"], q[f"{key}_holdout_vs_train"]
+        figures.append((label, ratio(value, floor), value, floor))
+    bad = [f for f in figures if not f[1] <= QUALITY_MAX_RATIO]
+    shown = bad or figures
+    text = ", ".join(f"{label} {r:.2f}x its real floor ({v:.4g} vs {fl:.4g})"
+                     for label, r, v, fl in shown)
+    parts.append({"part": "quality", "ok": not bad, "text": (
+        f"{text} > {QUALITY_MAX_RATIO:g}x" if bad else f"{text} (<= {QUALITY_MAX_RATIO:g}x)")})
+    dr = d["diversity_ratio"]
+    ok = dr is not None and math.isfinite(dr) and dr >= DIVERSITY_MIN_RATIO
+    parts.append({"part": "diversity", "ok": ok, "text": (
+        f"{_fmt(dr)} of the real scans' (>= {DIVERSITY_MIN_RATIO:g})" if ok else
+        f"{_fmt(dr)} of the real scans' (< {DIVERSITY_MIN_RATIO:g}: mode collapse)")})
+    n, k, expected, p = m["generated"], m["flagged"], m["expected_by_chance"], m["p_value"]
+    if m["exact_copies"]:
+        text = f"{m['exact_copies']} of {n} generated images are exact copies of training scans"
+    elif m["memorisation"]:
+        text = (f"{k} of {n} generated images closer to a training scan than any unseen real "
+                f"scan, {expected:.1f} expected by chance (p = {p:.2g} < {m['alpha']:g})")
+    else:
+        text = (f"not detected ({k} of {n} flagged, {expected:.1f} expected by chance, "
+                f"p = {p:.2g})")
+    parts.append({"part": "memorisation", "ok": not m["memorisation"], "text": text})
+    return parts
+
+
+def verdict(parts: list[dict]) -> str:
+    """The report's last line: PASS or FAIL with the failing parts named, then every part."""
+    failing = [p["part"] for p in parts if not p["ok"]]
+    head = f"VERDICT: FAIL ({', '.join(failing)})" if failing else "VERDICT: PASS"
+    return " | ".join([head] + [f"{p['part']}: {p['text']}" for p in parts])
 
 
 def _save_figure(image: Image.Image, path: pathlib.Path, description: str) -> None:
@@ -99,13 +139,14 @@ def _pair_pages(memo: Memorisation, indices: np.ndarray, train, generated, folde
     """Each generated image beside its nearest training scan, PAIRS_PER_PAGE rows per PNG."""
     files = []
     for page, start in enumerate(range(0, len(indices), PAIRS_PER_PAGE), 1):
-        rows = [(f"g{i} t{memo.neighbour[i]} d={memo.distance[i]:.3f}",
+        rows = [(f"g{i} t{memo.neighbour[i]} d={memo.distance[i]:.3f} {memo.describe(i)}",
                  np.stack([generated[i], train[memo.neighbour[i]]]))
                 for i in indices[start : start + PAIRS_PER_PAGE]]
         name = f"{stem}_{page:03d}.png"
-        _save_figure(images.side_by_side(rows, label_width=150), folder / name,
+        _save_figure(images.side_by_side(rows, label_width=PAIR_LABEL_PX), folder / name,
                      "Left image of each row: synthetic (GAN); right: the nearest real training "
-                     "scan. Row label: generated index, training index, distance.")
+                     "scan as stored. Row label: generated index, training index, distance, and "
+                     "how the scan matched (mirrored, zoom, shift in reduced pixels).")
         files.append(name)
     return files
 
@@ -121,21 +162,27 @@ def _fmt(value: Any) -> str:
 def _markdown(doc: dict) -> str:
     r, q, m, d = doc["run"], doc["quality"], doc["memorisation"], doc["diversity"]
     files = doc["files"]
+    title = (f"# Evaluation of {r['uri']} (checkpoint {r['checkpoint']}, epoch {r['epoch']})"
+             if r.get("checkpoint") is not None else f"# Evaluation of the images in {r['uri']}")
     lines = [
-        f"# Evaluation of {r['uri']} (checkpoint {r['checkpoint']}, epoch {r['epoch']})", "",
+        title, "",
         f"{doc['counts']['generated']} generated images (seed {r['seed']}) against "
         f"{doc['counts']['train']} training and {doc['counts']['holdout']} hold-out real scans of "
         f"{r['dataset']}. All generated images are synthetic and marked so in every PNG.", "",
         "## Quality", "",
         f"Each set cut to {q['images_per_set']} images. Lower is better; the hold-out row is the "
         "floor: real scans the generator never saw.", "",
-        "| comparison | SWD x1e3 | FID | KID |", "|---|---|---|---|",
+        "| comparison | SWD x1e3 | intensity W1 | FID | KID |", "|---|---|---|---|---|",
     ]
     for key, label in (("generated_vs_train", "generated vs train"),
                        ("generated_vs_holdout", "generated vs hold-out"),
                        ("holdout_vs_train", "hold-out vs train (floor)")):
-        lines.append(f"| {label} | {_fmt(q[f'swd_{key}'])} | {_fmt(q.get(f'fid_{key}'))} | "
-                     f"{_fmt(q.get(f'kid_{key}'))} |")
+        lines.append(f"| {label} | {_fmt(q[f'swd_{key}'])} | {_fmt(q[f'intensity_w1_{key}'])} | "
+                     f"{_fmt(q.get(f'fid_{key}'))} | {_fmt(q.get(f'kid_{key}'))} |")
+    lines += ["", "SWD compares structure (each set's patches are normalised by that set), so it "
+              "is blind to grey levels; the intensity W1 (mean gap between the sorted pixel "
+              "values, [-1, 1] units) sees exactly those. Both must stay within "
+              f"{QUALITY_MAX_RATIO:g}x their floor."]
     if "fid_generated_vs_train" not in q:
         lines += ["", "FID/KID: not computed (no Inception weights given)."]
     lines += [
@@ -168,17 +215,22 @@ def _markdown(doc: dict) -> str:
     lines += [
         "", "## Memorisation", "",
         "Distance of each image to its nearest training scan (normalised pixels at <= 32 px, "
-        "minimum over small shifts; 0 = copy, ~1.4 = unrelated). Threshold: the closest real "
-        f"hold-out -> train pair, {m['threshold']:.4f}.", "",
+        "minimum over shifts of up to 1/8 of the side, zooms of up to 10% and a left-right "
+        "mirror; 0 = copy, ~1.4 = unrelated). Threshold: the closest real hold-out -> train "
+        f"pair, {m['threshold']:.4f}.", "",
         "| quantile | min | 1% | 5% | 25% | median |", "|---|---|---|---|---|---|",
         "| generated | " + " | ".join(_fmt(gq[k]) for k in ("q00", "q01", "q05", "q25", "q50")) + " |",
         "| real hold-out | " + " | ".join(_fmt(hq[k]) for k in ("q00", "q01", "q05", "q25", "q50")) + " |",
         "", f"![distance histogram]({files['histogram']})", "",
         f"Flagged: {m['flagged']} of {m['generated']} ({m['flagged_share']:.1%}). A generator "
-        "whose images are as novel as real unseen scans would have about "
-        f"{m['expected_by_chance']:.1f} flagged by chance (each falls below the minimum of "
-        f"{m['holdout']} hold-out distances with probability 1/{m['holdout'] + 1}): look at the "
-        "pairs below.",
+        "whose images are as novel as real unseen scans has each one below the minimum of "
+        f"{m['holdout']} hold-out distances with probability 1/{m['holdout'] + 1}, about "
+        f"{m['expected_by_chance']:.1f} in all; the count is then BetaBinomial(n, 1, M) (the "
+        "threshold itself is random). Test: one-sided, P(K >= "
+        f"{m['flagged']}) = {m['p_value']:.3g}; memorisation when p < {m['alpha']:g} or on any "
+        f"exact copy ({m['exact_copies']} here). With {m['holdout']} hold-out scans the test "
+        f"detects a generator that copies more than about {m['detectable_share']:.0%} of its "
+        "images.",
     ]
     pages = files["flagged_pairs"] or files["closest_pairs"]
     caption = ("Every flagged image (left) beside its nearest training scan (right):"
@@ -209,8 +261,9 @@ def write(folder: str | pathlib.Path, results: dict, memo: Memorisation, *, trai
     closest = np.argsort(memo.distance, kind="stable")[:CLOSEST_SHOWN]
     files["closest_pairs"] = ([] if len(flagged) else
                               _pair_pages(memo, closest, train, generated, folder, "closest_pairs"))
-    doc = {**results, "files": files, "verdict": verdict(memo.summary()),
-           "memorisation_rows": memo.rows()}
+    parts = judge(results)
+    doc = {**results, "files": files, "verdict_parts": parts, "passed": all(p["ok"] for p in parts),
+           "verdict": verdict(parts), "memorisation_rows": memo.rows()}
     (folder / "report.md").write_text(_markdown(doc))
     (folder / "report.json").write_text(json.dumps(_plain(doc), indent=1))
     return doc
