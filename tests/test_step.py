@@ -36,7 +36,7 @@ def _one_step(config, replicas):
 
 def test_one_and_two_replicas_give_the_same_update_on_the_same_global_batch():
     # XLA off on both: "auto" would compile the 1-replica step, whose arithmetic differs at ~1e-6.
-    config = C.resolve("smoke", sets=["global_batch_size=16", "r1_gamma=0.5", "xla=off"])
+    config = C.resolve("smoke", sets=["global_batch_size=16", "r1_gamma=0.5", "norm=none", "xla=off"])
     m1, w1, _ = _one_step(config, 1)
     m2, w2, _ = _one_step(config, 2)
     # Losses are means over the global batch: a double division by replicas would halve them.
@@ -198,3 +198,10 @@ def test_color_shifts_brightness_by_at_most_half_as_diffaugment_does_in_minus_on
     params[:, 4], params[:, 5] = 0.5, [0.0, 0.5, 1.0]
     out = augment(tf.constant(image), tf.constant(params), ("color",)).numpy()
     np.testing.assert_allclose(out[:, 0, 0, 0] - out[:, -1, 0, 0], [0.4, 0.8, 1.2], atol=1e-6)
+
+
+def test_r1_through_a_batch_norm_discriminator_is_refused_with_the_fix_in_the_message():
+    with pytest.raises(C.ConfigError, match=r"r1_gamma.*without batch norm.*norm=none, or r1_gamma=0"):
+        C.resolve("smoke", sets=["r1_gamma=1"])
+    assert C.resolve("smoke", sets=["r1_gamma=1", "norm=none"]).r1_gamma == 1.0
+    assert C.resolve("smoke").norm == "batch"  # R1 off: batch norm as before
