@@ -21,6 +21,7 @@ from job.training.augment import AUG_PARAMS
 
 DATASET = dataset_record.DATASET
 COVID = "covid"  # the class name the evaluation's classifier treats as positive
+DROPOUT_SALT = 1 << 40  # keeps the dropout seeds' stream apart from z's and the augmentations'
 SHUFFLE_SALT = 17  # second word of the per-epoch permutation seed (the first is the epoch seed)
 
 
@@ -130,12 +131,17 @@ def _epoch(stack: tuple[tf.Tensor, tf.Tensor], config: TrainConfig, epoch) -> tf
 
     def add_randomness(index, i):
         seeds = tf.random.experimental.stateless_split(tf.stack([base, index]), num=3)
+        drop = tf.random.experimental.stateless_split(
+            tf.stack([base, index]) + tf.constant([0, DROPOUT_SALT], tf.int64), num=2)
         return {
             "image": to_float(tf.gather(pixels, i)),
             "label": tf.gather(labels, i),
             "z": tf.random.stateless_normal([latent], seed=seeds[0]),
             "aug_real": tf.random.stateless_uniform([AUG_PARAMS], seed=seeds[1]),
             "aug_fake": tf.random.stateless_uniform([AUG_PARAMS], seed=seeds[2]),
+            # Seeds of D's dropout masks for this example's real and generated image.
+            "dropout_real": drop[0],
+            "dropout_fake": drop[1],
         }
 
     ds = tf.data.Dataset.from_tensor_slices(order).enumerate()
@@ -146,7 +152,8 @@ def _epoch(stack: tuple[tf.Tensor, tf.Tensor], config: TrainConfig, epoch) -> tf
 def epoch_batches(
     images: tf.data.Dataset, config: TrainConfig, epoch: int, skip_batches: int = 0
 ) -> tf.data.Dataset:
-    """Epoch `epoch`'s global batches: {"image", "label", "z", "aug_real", "aug_fake"}.
+    """Epoch `epoch`'s global batches: {"image", "label", "z", "aug_real", "aug_fake",
+    "dropout_real", "dropout_fake"}.
 
     Shuffled by a per-epoch permutation, batched with the global batch (remainder dropped: a
     short last batch would change the per-example loss scaling), prefetched.

@@ -23,6 +23,7 @@ in float32.
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from job.config import TrainConfig
 from job.training.capacity import Layer, discriminator_plan, generator_plan
@@ -52,8 +53,37 @@ def _layer(spec: Layer, dtype, name: str | None = None) -> keras.layers.Layer:
                 use_bias=spec.bias, dtype=dtype, name=name)
 
 
-def _apply(x, plan: list[Layer], config: TrainConfig, sync_batch_norm: bool, dropout: float):
-    """Run `x` through the plan's layers: each followed by its batch norm, activation and dropout.
+class SeededDropout(keras.layers.Layer):
+    """Dropout whose mask is a pure function of each example's seed and the layer's index.
+
+    Called on [x, seeds], seeds (B, 2) int64 from the input pipeline (`job.training.data`), like
+    the augmentation parameters. Keras' `Dropout` draws from a SeedGenerator whose state is in no
+    checkpoint and is the same on every replica: a resumed run then differs from a straight one,
+    and replicas share masks. Here the mask of example i is the same on any number of replicas and
+    after any resume. Inverted dropout (kept units scaled by 1 / (1 - rate)), as Keras'.
+    """
+
+    def __init__(self, rate: float, index: int, **kwargs):
+        super().__init__(**kwargs)
+        self.rate, self.index = rate, index
+
+    def call(self, inputs, training=False):
+        x, seeds = inputs
+        if not training:
+            return x
+        shape, salt = tf.shape(x)[1:], tf.constant([0, self.index + 1], tf.int64)
+        keep = tf.map_fn(lambda s: tf.random.stateless_uniform(shape, seed=s + salt) >= self.rate,
+                         tf.cast(seeds, tf.int64), fn_output_signature=tf.bool)
+        return tf.where(keep, x / (1.0 - self.rate), tf.zeros_like(x))
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "index": self.index}
+
+
+def _apply(x, plan: list[Layer], config: TrainConfig, sync_batch_norm: bool, dropout: float,
+           seeds=None):
+    """Run `x` through the plan's layers: each followed by its batch norm, activation and dropout
+    (`SeededDropout` on the per-example `seeds`).
 
     A dense read-out at the end is D's logit: float32 and named "logit".
     """
@@ -66,7 +96,7 @@ def _apply(x, plan: list[Layer], config: TrainConfig, sync_batch_norm: bool, dro
         if spec.act:
             x = _activation(config, dtype)(x)
             if dropout:
-                x = keras.layers.Dropout(dropout, dtype=dtype)(x)
+                x = SeededDropout(dropout, i, dtype=dtype)([x, seeds])
     return x
 
 
@@ -90,17 +120,19 @@ def build_discriminator(
 ) -> keras.Model:
     """Image (H, W, 1) [and class index ()] -> one real/fake logit per image (float32)."""
     image = keras.Input((config.height, config.width, 1), name="image")
+    seeds = keras.Input((2,), dtype="int64", name="dropout_seed") if config.dropout else None
+    extra = [seeds] if seeds is not None else []
     plan = discriminator_plan(config)
     if not config.conditional:
-        logit = _apply(image, plan, config, sync_batch_norm, dropout=config.dropout)
-        return keras.Model(image, logit, name=name)
+        logit = _apply(image, plan, config, sync_batch_norm, config.dropout, seeds)
+        return keras.Model([image, *extra] if extra else image, logit, name=name)
     label = keras.Input((), dtype="int32", name="label")
-    features = _apply(image, plan[:-1], config, sync_batch_norm, dropout=config.dropout)
+    features = _apply(image, plan[:-1], config, sync_batch_norm, config.dropout, seeds)
     features = keras.layers.Activation("linear", dtype="float32")(features)
     logit = _apply(features, plan[-1:], config, sync_batch_norm, dropout=0.0)
     embedded = keras.layers.Embedding(NUM_CLASSES, features.shape[-1], name="projection")(label)
     projection = keras.layers.Dot(axes=1, dtype="float32")([embedded, features])
-    return keras.Model([image, label], keras.layers.Add(dtype="float32")([logit, projection]),
+    return keras.Model([image, label, *extra], keras.layers.Add(dtype="float32")([logit, projection]),
                        name=name)
 
 
@@ -109,9 +141,13 @@ def generator_inputs(config: TrainConfig, z, labels):
     return [z, labels] if config.conditional else z
 
 
-def discriminator_inputs(config: TrainConfig, images, labels):
-    """What `build_discriminator`'s model takes: images, or [images, labels]."""
-    return [images, labels] if config.conditional else images
+def discriminator_inputs(config: TrainConfig, images, labels, dropout_seeds=None):
+    """What `build_discriminator`'s model takes: images, [images, labels] for a conditional run,
+    and the per-example dropout seeds (B, 2) last when dropout is on."""
+    inputs = [images] + ([labels] if config.conditional else [])
+    if config.dropout:
+        inputs.append(dropout_seeds)
+    return inputs if len(inputs) > 1 else images
 
 
 def hidden_layer_count(model: keras.Model) -> int:

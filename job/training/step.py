@@ -3,7 +3,8 @@
 One step is the DCGAN tutorial's: one forward pass, two `GradientTape`s, G and D updated together.
 Around it, what makes it a multi-GPU job: per-example losses reduced by the global batch
 (`tf.nn.compute_average_loss`), synchronised batch norm, loss scaling in mixed precision, an
-optional XLA-compiled forward/backward, DiffAugment, R1, and an EMA copy of the generator.
+optional XLA-compiled forward/backward, DiffAugment, R1, and an EMA copy of the generator. In mixed
+precision an overflow on any replica skips the update on all of them (`finite_on_all_replicas`).
 """
 
 from __future__ import annotations
@@ -96,6 +97,25 @@ def build_state(config: TrainConfig, strategy: tf.distribute.Strategy) -> GanSta
     return GanState(generator, discriminator, ema, g_opt, d_opt, epoch, step)
 
 
+def finite_on_all_replicas(grads: list) -> list:
+    """The replica's gradients, or all NaN if any replica's are not finite (replica context).
+
+    Keras 3.15's `LossScaleOptimizer` decides skip-or-apply from the gradients it is given, and
+    under MirroredStrategy it is given per-replica gradients and acts on replica 0's verdict: an
+    overflow on replica 1 alone was summed into the update and the loss scale kept. One all-reduce
+    of a "non-finite" count makes every replica see the overflow, so each one skips the update
+    and halves the scale, as on one device.
+    """
+    present = [g for g in grads if g is not None]
+    if not present:
+        return grads
+    bad = tf.cast(tf.logical_not(tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in present])),
+                  tf.float32)
+    any_bad = tf.distribute.get_replica_context().all_reduce("SUM", bad) > 0
+    return [None if g is None else tf.where(any_bad, tf.fill(tf.shape(g), tf.constant(float("nan"), g.dtype)), g)
+            for g in grads]
+
+
 def make_train_step(config: TrainConfig, state: GanState, strategy: tf.distribute.Strategy):
     """A `tf.function` taking one distributed global batch and the EMA's decay for this step
     (`TrainConfig.ema_beta`, a float32 scalar tensor so it never retraces), returning metrics.
@@ -112,6 +132,7 @@ def make_train_step(config: TrainConfig, state: GanState, strategy: tf.distribut
         real, z = batch["image"], batch["z"]
         # A conditional G draws the classes of the real batch, so D sees both classes alike.
         labels = batch["label"]
+        real_seeds = batch["dropout_real"]  # dropout masks come from the pipeline, like aug params
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake = G(generator_inputs(config, z, labels), training=True)
             real_in = augment(real, batch["aug_real"], policy)
@@ -119,13 +140,14 @@ def make_train_step(config: TrainConfig, state: GanState, strategy: tf.distribut
             if config.r1_gamma > 0:
                 with tf.GradientTape() as r1_tape:
                     r1_tape.watch(real_in)
-                    real_logits = D(discriminator_inputs(config, real_in, labels), training=True)
+                    real_logits = D(discriminator_inputs(config, real_in, labels, real_seeds), training=True)
                 r1_grad = r1_tape.gradient(real_logits, real_in)  # sums over the batch
                 r1 = 0.5 * config.r1_gamma * tf.reduce_sum(tf.square(r1_grad), axis=[1, 2, 3])
             else:
-                real_logits = D(discriminator_inputs(config, real_in, labels), training=True)
+                real_logits = D(discriminator_inputs(config, real_in, labels, real_seeds), training=True)
                 r1 = tf.zeros([tf.shape(real)[0]])
-            fake_logits = D(discriminator_inputs(config, fake_in, labels), training=True)
+            fake_logits = D(discriminator_inputs(config, fake_in, labels, batch["dropout_fake"]),
+                            training=True)
             g_per, d_per = per_example_losses(config.loss, real_logits, fake_logits)
             g_loss = tf.nn.compute_average_loss(g_per, global_batch_size=gb)
             d_loss = tf.nn.compute_average_loss(d_per + r1, global_batch_size=gb)
@@ -149,6 +171,8 @@ def make_train_step(config: TrainConfig, state: GanState, strategy: tf.distribut
 
     def replica_step(batch):
         metrics, g_grads, d_grads = losses_and_grads(batch)
+        if mixed:
+            g_grads, d_grads = finite_on_all_replicas(g_grads), finite_on_all_replicas(d_grads)
         state.g_opt.apply_gradients(zip(g_grads, G.trainable_variables))
         state.d_opt.apply_gradients(zip(d_grads, D.trainable_variables))
         return metrics
