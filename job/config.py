@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import pathlib
 import typing
 from typing import Any, Mapping
@@ -263,81 +262,14 @@ def load_file(path: str | pathlib.Path) -> dict[str, Any]:
 
 
 def validate(config: TrainConfig, num_replicas: int | None = None) -> TrainConfig:
-    """Check every value before anything is built; raise one ConfigError naming the field."""
-    c = config
-    if c.dataset_config not in RESOLUTIONS:
-        raise ConfigError("dataset_config", f"{c.dataset_config!r} is not one of {sorted(RESOLUTIONS)}")
-    choices = {"activation": ACTIVATIONS, "norm": NORMS, "loss": LOSSES, "precision": PRECISIONS,
-               "xla": XLA_MODES}
-    for name, allowed in choices.items():
-        if getattr(c, name) not in allowed:
-            raise ConfigError(name, f"{getattr(c, name)!r} is not one of {list(allowed)}")
-    for part in c.augment_policy:
-        if part not in AUGMENTS:
-            raise ConfigError("augment", f"{part!r} is not one of {list(AUGMENTS)} (comma-separated)")
-    positive = ("latent_dim", "g_filters", "d_filters", "max_filters", "global_batch_size", "epochs",
-                "sample_every_epochs", "checkpoint_every_epochs", "metrics_every_epochs",
-                "keep_checkpoints", "metric_num_images")
-    for name in positive:
-        if getattr(c, name) <= 0:
-            raise ConfigError(name, f"must be positive, got {getattr(c, name)}")
-    for name in ("g_lr", "d_lr"):
-        value = getattr(c, name)
-        if not (math.isfinite(value) and 0 < value < 1):
-            raise ConfigError(name, f"must be a learning rate in (0, 1), got {value}")
-    for name in ("adam_beta_1", "adam_beta_2"):
-        if not 0 <= getattr(c, name) < 1:
-            raise ConfigError(name, f"must be in [0, 1), got {getattr(c, name)}")
-    if c.ema_kimg < 0:
-        raise ConfigError("ema_kimg", f"must be >= 0 (0 = off), got {c.ema_kimg}")
-    if not 0 <= c.ema_rampup <= 1:
-        raise ConfigError("ema_rampup", f"must be in [0, 1], got {c.ema_rampup}")
-    if not 0 <= c.dropout < 1:
-        raise ConfigError("dropout", f"must be in [0, 1), got {c.dropout}")
-    if c.r1_gamma < 0:
-        raise ConfigError("r1_gamma", f"must be >= 0, got {c.r1_gamma}")
-    if c.r1_gamma > 0 and c.norm == "batch":
-        # R1 penalises |dD(x_i)/dx_i|^2 per real image; through batch statistics the gradient of
-        # the summed logits also carries dD(x_j)/dx_i (about 6% off at initialisation).
-        raise ConfigError("r1_gamma", f"R1 (r1_gamma={c.r1_gamma:g}) needs a discriminator "
-                          "without batch norm: through the batch statistics the penalty mixes "
-                          "examples instead of taking each real image's own gradient; set "
-                          "norm=none, or r1_gamma=0")
-    if c.cpu_replicas < 0:
-        raise ConfigError("cpu_replicas", f"must be >= 0, got {c.cpu_replicas}")
-    for name in ("checkpoint_every_minutes", "grace_seconds"):
-        if getattr(c, name) < 0:
-            raise ConfigError(name, f"must be >= 0, got {getattr(c, name)}")
-    if c.storage_retry_seconds < 0:
-        raise ConfigError("storage_retry_seconds", f"must be >= 0, got {c.storage_retry_seconds}")
-    stages = upsampling_stages(c.height, c.width)
-    if stages == 0:
-        raise ConfigError("dataset_config", f"{c.height}x{c.width} allows no 2x upsampling stage "
-                          "(the short side must be at least 8 px)")
-    seed = f"{-(-c.height // 2**stages)}x{-(-c.width // 2**stages)}"  # ceil: see upsampling_stages
-    for name, needed in (("g_depth", stages + 1), ("d_depth", stages)):
-        if getattr(c, name) < needed:
-            raise ConfigError(
-                name,
-                f"{getattr(c, name)} hidden layers cannot reach {c.height}x{c.width}: it needs at "
-                f"least {needed} (one per 2x stage from the {seed} seed map"
-                + (", plus the dense projection)" if name == "g_depth" else ")"),
-            )
-    if c.name != c.name.strip() or not c.name or "/" in c.name:
-        raise ConfigError("name", f"{c.name!r} must be a non-empty name without '/'")
-    if num_replicas is not None:
-        if c.global_batch_size % num_replicas:
-            raise ConfigError(
-                "global_batch_size",
-                f"{c.global_batch_size} is not divisible by the {num_replicas} replicas",
-            )
-        if c.norm == "batch" and c.global_batch_size // num_replicas < 2:
-            raise ConfigError(
-                "global_batch_size",
-                f"{c.global_batch_size // num_replicas} sample(s) per replica; batch "
-                "normalisation needs at least 2",
-            )
-    return c
+    """Check every value before anything is built; raise one ConfigError naming the field.
+
+    The checks live in `job.validation` (this module is the config's shape and its override
+    path); `num_replicas` adds the checks that need the device count.
+    """
+    from job.validation import check
+
+    return check(config, num_replicas)
 
 
 def resolve(
