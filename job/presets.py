@@ -47,5 +47,6 @@ PRESETS: Mapping[str, Preset] = {
         name="seed336x504", dataset_config="336x504", epochs=2250, global_batch_size=16,
         g_filters=32, d_filters=32, max_filters=256, sample_every_epochs=25,
         checkpoint_every_epochs=25, metrics_every_epochs=25,
-    ), "kubectl apply -f k8s/", "days on one GPU"),
+    ), "kubectl apply -f k8s/",
+       "~3 h on one L4 (estimate: python -m bench.presets), ~15 days on 2 CPU cores"),
 }
