@@ -205,3 +205,31 @@ def test_r1_through_a_batch_norm_discriminator_is_refused_with_the_fix_in_the_me
         C.resolve("smoke", sets=["r1_gamma=1"])
     assert C.resolve("smoke", sets=["r1_gamma=1", "norm=none"]).r1_gamma == 1.0
     assert C.resolve("smoke").norm == "batch"  # R1 off: batch norm as before
+
+
+@pytest.mark.parametrize("fixed", [True])
+def test_an_overflow_on_replica_1_only_lowers_the_loss_scale_and_leaves_the_weights(fixed):
+    # Keras' LossScaleOptimizer judges finiteness from replica 0's gradients alone; the step makes
+    # every replica see an overflow anywhere. No batch norm: replica 0 stays finite by itself.
+    config = C.resolve("smoke", sets=["global_batch_size=16", "precision=mixed_float16",
+                                      "norm=none", "xla=off", "augment="])
+    strategy = strategy_for(2)
+    state = build_state(config, strategy)
+    step = make_train_step(config, state, strategy)
+    batch = next(iter(epoch_batches(_images(), config, 0)))
+
+    def per_replica(ctx):
+        i = ctx.replica_id_in_sync_group
+        part = {k: v[i * 8 : (i + 1) * 8] for k, v in batch.items()}
+        if i == 1:  # float16 overflows: inf activations, NaN gradients on this replica only
+            part["z"] = part["z"] * 1e30
+        return part
+
+    dist = strategy.experimental_distribute_values_from_function(per_replica)
+    variables = state.generator.trainable_variables + state.discriminator.trainable_variables
+    before = [v.numpy().copy() for v in variables]
+    scales = [float(o.dynamic_scale.numpy()) for o in (state.g_opt, state.d_opt)]
+    step(dist, tf.constant(0.9))
+    for b, v in zip(before, variables):
+        np.testing.assert_array_equal(v.numpy(), b)
+    assert [float(o.dynamic_scale.numpy()) for o in (state.g_opt, state.d_opt)] == [s / 2 for s in scales]
