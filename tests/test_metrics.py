@@ -286,3 +286,49 @@ def test_inception_features_load_a_weights_file(tmp_path):
     garbage.write_bytes(b"not an h5 file")
     with pytest.raises(UserError, match="could not load"):
         metrics.InceptionFeatures(str(garbage))(np.zeros((1, 28, 28, 1), np.float32))
+
+
+# --------------------------------------------------------------------------- against the hold-out
+
+import os  # noqa: E402
+
+SAMPLE = os.environ.get("COVIDCT_SAMPLE_DIR")
+
+
+@pytest.fixture(scope="module")
+def real28(tmp_path_factory):
+    if not SAMPLE:
+        pytest.skip("COVIDCT_SAMPLE_DIR is not set: no real scans")
+    from job import config as C
+    from job.prepare import prepare
+    from job.training import data
+
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    prepare("28", data_dir, manual_dir=SAMPLE)
+    config = C.TrainConfig(dataset_config="28", data_dir=data_dir)
+    return np.concatenate([data.load_split(config, s)[0] for s in ("train", "test")])
+
+
+def test_a_too_dark_generator_scores_badly_on_intensity_though_its_swd_is_near_the_floor(real28):
+    # Real scans the scorer never saw, shifted by -0.3 (clipped to black): SWD normalises each
+    # set and stays near the real floor; the intensity distance and the blend do not.
+    order = np.random.default_rng(0).permutation(len(real28))
+    train, holdout, unseen = real28[order[:60]], real28[order[60:90]], real28[order[90:]]
+    scorer = metrics.HeldOutScorer(train, holdout, seed=0)
+    honest = scorer(unseen)
+    dark = scorer(np.clip(unseen - 0.3, -1, 1))
+    assert honest["quality_ratio"] < 2  # real unseen scans pass the bar
+    assert dark["swd_holdout"] < 2 * dark["swd_floor"]
+    assert dark["intensity_w1_holdout"] > 4 * dark["intensity_w1_floor"]
+    assert dark["quality_ratio"] > 4 and dark["quality_ratio"] > 2 * honest["quality_ratio"]
+    assert scorer(unseen) == honest  # deterministic; the floors are cached
+    for key in ("swd_holdout", "intensity_w1_holdout", "quality_ratio"):
+        assert metrics.direction(key) == "min"
+
+
+def test_held_out_scorer_refuses_what_it_cannot_score():
+    with pytest.raises(UserError, match="at least 2"):
+        metrics.HeldOutScorer(_blobs(1, 28, 28, 0.1, 0), _blobs(4, 28, 28, 0.1, 1))
+    scorer = metrics.HeldOutScorer(_blobs(4, 28, 28, 0.1, 0), _blobs(4, 28, 28, 0.1, 1))
+    with pytest.raises(UserError, match="generated images are"):
+        scorer(_blobs(4, 32, 32, 0.1, 2))
