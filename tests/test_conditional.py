@@ -46,19 +46,23 @@ def test_labels_select_the_classes_a_run_trains_on(demo_data, tmp_path):
 def test_a_conditional_step_is_the_same_on_one_and_two_replicas(demo_data, tmp_path):
     config = smoke(demo_data, tmp_path, conditional="true", xla="off", global_batch_size=8)
     images, _ = data.load_images(config)
-    results = []
+    assert len(set(np.concatenate([b["label"].numpy() for b in data.epoch_batches(
+        images, config, 0)]))) == 2  # both classes in the batches
+    losses, weights = [], []
     for replicas in (1, 2):
         strategy = strategy_for(replicas)
         state = build_state(config, strategy)
         step = make_train_step(config, state, strategy)
         batch = next(iter(strategy.experimental_distribute_dataset(data.epoch_batches(images, config, 0))))
-        step(batch, tf.constant(0.0))
-        results.append([v.numpy() for v in state.generator.trainable_variables +
-                        state.discriminator.trainable_variables])
-    assert len(set(np.unique(np.concatenate([b["label"].numpy() for b in data.epoch_batches(
-        images, config, 0)])))) == 2  # both classes in the batches
-    for one, two in zip(*results):
-        np.testing.assert_allclose(one, two, atol=1e-5)
+        losses.append({k: float(v) for k, v in step(batch, tf.constant(0.0)).items()})
+        weights.append(np.concatenate([v.numpy().ravel() for v in state.generator.trainable_variables
+                                       + state.discriminator.trainable_variables]))
+    for key in ("g_loss", "d_loss", "d_real_acc"):
+        assert losses[0][key] == pytest.approx(losses[1][key], rel=1e-4), key
+    # Adam's first step is ~lr * sign(gradient): a gradient within roundoff of 0 may flip sign
+    # between summation orders, so a handful of weights may differ by up to 2 lr; no more.
+    close = np.isclose(weights[0], weights[1], rtol=0, atol=1e-5)
+    assert close.mean() > 0.999 and np.abs(weights[0] - weights[1]).max() <= 2.5 * config.g_lr
 
 
 def test_a_conditional_run_generates_and_exports_by_class(demo_data, tmp_path):
