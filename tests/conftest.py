@@ -7,6 +7,8 @@ logical devices here, once, before any test touches TF: every test can then buil
 
 import os
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from job.training.devices import configure_cpu_replicas  # noqa: E402
@@ -14,3 +16,14 @@ from job.training.devices import configure_cpu_replicas  # noqa: E402
 configure_cpu_replicas(2)
 
 pytest_plugins = ["tests.gcs_fixture"]
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory):
+    """`covidct prepare --demo --config 28` once per session, into a folder every test (and every
+    Ray or training subprocess) may read; tests never write into it."""
+    from job.prepare import prepare
+
+    folder = tmp_path_factory.mktemp("demo-tfds")
+    prepare("28", str(folder), demo=True)
+    return str(folder)

@@ -7,30 +7,17 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from job import config as C
 from job.errors import ConfigError
 from job.export import export
 from job.generate import generate_pngs, load_generator
 from job.images import read_tags
-from job.prepare import prepare
 from job.training import data
 from job.training.devices import strategy_for
 from job.training.loop import fit
 from job.training.step import build_state, make_train_step
+from tests.helpers import smoke
 
 pytestmark = pytest.mark.heavy
-
-
-@pytest.fixture(scope="module")
-def demo_data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tfds")
-    prepare("28", str(folder), demo=True)
-    return str(folder)
-
-
-def smoke(demo_data, run, **sets):
-    return C.resolve("smoke", sets=[f"{k}={v}" for k, v in sets.items()],
-                     extra={"data_dir": demo_data, "run_uri": str(run)})
 
 
 def test_labels_select_the_classes_a_run_trains_on(demo_data, tmp_path):

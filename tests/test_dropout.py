@@ -14,18 +14,14 @@ from job.training.loop import fit
 from job.generate import read_config
 from job.training.models import SeededDropout
 from job.training.step import build_state, make_train_step
-
-
-def _images(n=32, size=28, seed=0):
-    rng = np.random.RandomState(seed)
-    return tf.data.Dataset.from_tensor_slices(rng.randint(0, 256, (n, size, size, 1)).astype("uint8"))
+from tests.helpers import random_images
 
 
 def _weights_after_one_step(config, replicas):
     strategy = strategy_for(replicas)
     state = build_state(config, strategy)
     step = make_train_step(config, state, strategy)
-    batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(_images(), config, 0))))
+    batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(random_images(), config, 0))))
     step(batch, tf.constant(0.9))
     return np.concatenate([v.numpy().ravel() for v in state.discriminator.weights +
                            state.generator.weights])

@@ -20,20 +20,12 @@ from job import config as C
 from job import run as run_layout
 from job import storage
 from job.checkpoint import CheckpointStore
-from job.prepare import prepare
 from tests.fault_proxy import FaultProxy
 
 pytestmark = pytest.mark.heavy
 
 EPOCHS = 4
 STEPS = 5  # per epoch: 85 demo training images // batch 16
-
-
-@pytest.fixture(scope="module")
-def demo_data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tfds")
-    prepare("28", str(folder), demo=True)
-    return str(folder)
 
 
 def train_args(demo_data, run) -> list[str]:

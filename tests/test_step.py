@@ -10,12 +10,8 @@ from job import config as C
 from job.training.augment import AUG_PARAMS, augment
 from job.training.data import epoch_batches, run_batches
 from job.training.devices import strategy_for
+from tests.helpers import random_images
 from job.training.step import build_state, make_train_step, per_example_losses, use_xla
-
-
-def _images(n=32, size=28, seed=0):
-    rng = np.random.RandomState(seed)
-    return tf.data.Dataset.from_tensor_slices(rng.randint(0, 256, (n, size, size, 1)).astype("uint8"))
 
 
 def _stepped_state(config, replicas):
@@ -23,7 +19,7 @@ def _stepped_state(config, replicas):
     strategy = strategy_for(replicas)
     state = build_state(config, strategy)
     step = make_train_step(config, state, strategy)
-    batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(_images(), config, 0))))
+    batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(random_images(), config, 0))))
     return state, {k: float(v) for k, v in step(batch, tf.constant(0.9)).items()}
 
 
@@ -81,7 +77,7 @@ def test_ema_beta_zero_copies_the_generator():
     strategy = strategy_for(2)
     state = build_state(config, strategy)
     step = make_train_step(config, state, strategy)
-    for batch in strategy.experimental_distribute_dataset(epoch_batches(_images(), config, 0)):
+    for batch in strategy.experimental_distribute_dataset(epoch_batches(random_images(), config, 0)):
         step(batch, tf.constant(0.0))
     for e, g in zip(state.ema_generator.weights, state.generator.weights):
         np.testing.assert_allclose(e.numpy(), g.numpy())
@@ -93,7 +89,7 @@ def test_ema_lags_the_generator_with_a_high_decay():
     state = build_state(config, strategy)
     before = [v.numpy().copy() for v in state.ema_generator.trainable_variables]
     step = make_train_step(config, state, strategy)
-    batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(_images(), config, 0))))
+    batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(random_images(), config, 0))))
     step(batch, tf.constant(0.99))
     for b, e, g in zip(before, state.ema_generator.trainable_variables, state.generator.trainable_variables):
         np.testing.assert_allclose(e.numpy(), 0.99 * b + 0.01 * g.numpy(), rtol=1e-4, atol=1e-6)
@@ -145,20 +141,20 @@ def test_augmentation_is_differentiable_and_empty_policy_is_identity():
 
 def test_epoch_batches_are_a_pure_function_of_seed_and_epoch():
     config = C.resolve("smoke")
-    first = [b["z"].numpy() for b in epoch_batches(_images(), config, 3)]
-    again = [b["z"].numpy() for b in epoch_batches(_images(), config, 3)]
-    other = [b["z"].numpy() for b in epoch_batches(_images(), config, 4)]
+    first = [b["z"].numpy() for b in epoch_batches(random_images(), config, 3)]
+    again = [b["z"].numpy() for b in epoch_batches(random_images(), config, 3)]
+    other = [b["z"].numpy() for b in epoch_batches(random_images(), config, 4)]
     np.testing.assert_array_equal(first[0], again[0])
     assert not np.allclose(first[0], other[0])
-    skipped = [b["z"].numpy() for b in epoch_batches(_images(), config, 3, skip_batches=1)]
+    skipped = [b["z"].numpy() for b in epoch_batches(random_images(), config, 3, skip_batches=1)]
     np.testing.assert_array_equal(skipped[0], first[1])
 
 
 def test_run_batches_are_the_epochs_batches_one_after_another():
     # The train loop reads one dataset for the whole run; a resumed run starts it mid-epoch.
     config = C.resolve("smoke", sets=["global_batch_size=8", "epochs=4"])
-    per_epoch = {e: [b["z"].numpy() for b in epoch_batches(_images(), config, e)] for e in (1, 2, 3)}
-    run = [b["z"].numpy() for b in run_batches(_images(), config, start_epoch=1, skip_batches=2)]
+    per_epoch = {e: [b["z"].numpy() for b in epoch_batches(random_images(), config, e)] for e in (1, 2, 3)}
+    run = [b["z"].numpy() for b in run_batches(random_images(), config, start_epoch=1, skip_batches=2)]
     expected = per_epoch[1][2:] + per_epoch[2] + per_epoch[3]
     assert len(run) == len(expected) == 4 * 3 - 2
     for got, want in zip(run, expected):
@@ -216,7 +212,7 @@ def test_an_overflow_on_replica_1_only_lowers_the_loss_scale_and_leaves_the_weig
     strategy = strategy_for(2)
     state = build_state(config, strategy)
     step = make_train_step(config, state, strategy)
-    batch = next(iter(epoch_batches(_images(), config, 0)))
+    batch = next(iter(epoch_batches(random_images(), config, 0)))
 
     def per_replica(ctx):
         i = ctx.replica_id_in_sync_group

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from job import config as C
 from job import storage
 from job import run as run_layout
 from job.checkpoint import CheckpointStore, restore
@@ -26,22 +25,9 @@ from job.generate import generate_pngs
 from job.images import read_tags
 from job.training.step import build_state
 from job.training.loop import fit
+from tests.helpers import smoke
 
 pytestmark = pytest.mark.heavy
-
-
-@pytest.fixture(scope="session")
-def demo_data(tmp_path_factory):
-    from job.prepare import prepare
-
-    data_dir = tmp_path_factory.mktemp("tfds")
-    prepare("28", str(data_dir), demo=True)
-    return str(data_dir)
-
-
-def smoke(demo_data, run, **sets):
-    return C.resolve("smoke", sets=[f"{k}={v}" for k, v in sets.items()],
-                     extra={"data_dir": demo_data, "run_uri": str(run)})
 
 
 def lines(path):

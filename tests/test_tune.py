@@ -297,16 +297,6 @@ def _driver(cluster: AutoscalingCluster, argv: list[str], log_path: Path) -> sub
                                 env={**cluster.env, "RAY_ADDRESS": cluster.address})
 
 
-@pytest.fixture(scope="module")
-def demo_data(tmp_path_factory):
-    """`covidct prepare --demo --config 28` into a folder every Ray process can read."""
-    from job.prepare import prepare
-
-    folder = tmp_path_factory.mktemp("tfds")
-    prepare("28", str(folder), demo=True)
-    return str(folder)
-
-
 def _trials(sweep_uri: str) -> dict:
     """trial id -> its run's metrics, from the files in storage."""
     from job.run import read_metrics
@@ -355,8 +345,8 @@ def submitted_sweep(ray_cluster, demo_data, memory_bucket, object_user_bucket, t
     job_id = f"covidct-sweep-{uuid.uuid4().hex[:8]}"
     submit = [str(BIN / "ray"), "job", "submit", "--address", ray_cluster.dashboard,
               "--submission-id", job_id, "--no-wait", "--",
-              "python", "-m", "tune", "--preset", "smoke", "--num-samples", "1", "--grace-period", "2",
-              "--space", space, "--gpus-per-trial", "0", "--cpus-per-trial", "1",
+              "python", "-m", "tune", "--preset", "smoke", "--set", "norm=none",  # R1 needs it
+              "--num-samples", "1", "--grace-period", "2", "--space", space, "--gpus-per-trial", "0", "--cpus-per-trial", "1",
               "--max-concurrent-trials", str(MAX_WORKERS), "--name", "jobsweep",
               "--storage", storage_uri, "--data-dir", demo_data]
     done = subprocess.run(submit, env=ray_cluster.env, capture_output=True, text=True, timeout=120)

@@ -188,6 +188,14 @@ def real_sample(images: tf.data.Dataset, n: int) -> np.ndarray:
     return to_float(batch["image"] if isinstance(batch, dict) else batch).numpy()
 
 
+def load_holdout(config: TrainConfig) -> np.ndarray:
+    """The test split's images of the selected classes, in [-1, 1] (N, H, W, 1) float32."""
+    images, is_covid = load_split(config, "test")
+    if config.label_names and is_covid is not None and len(set(config.label_names)) == 1:
+        images = images[is_covid if config.label_names[0] == COVID else ~is_covid]
+    return images
+
+
 def real_sample_labels(images: tf.data.Dataset, n: int) -> tf.Tensor:
     """The (N,) int32 classes of `real_sample`'s images (zeros for a dataset of bare images)."""
     batch = next(iter(images.take(n).batch(n)))

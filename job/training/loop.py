@@ -135,6 +135,9 @@ def fit(
     grid_y = data.grid_labels([names.index(name) for name in counts], len(grid_z))
     metric_z = data.fixed_noise(config, config.metric_num_images, salt=1)
     extractor = inception.extractor(config.inception_weights)
+    # Every metrics epoch also scores against the hold-out split (real scans the run never sees),
+    # beside its real floor: the figure that must pick checkpoints (registry.HELDOUT_SELECTION_METRIC).
+    heldout = registry.HeldOutScorer(real, data.load_holdout(config), seed=config.seed)
     selection = registry.SELECTION_METRIC
     best = store.best()
     best_value = best[1] if best is not None else None
@@ -188,6 +191,7 @@ def fit(
                     fake = _generate_all(generate, metric_z, real_labels[: len(real)])
                     m.update(registry.compute(registry.run_metrics(extractor is not None), real,
                                               fake, seed=config.seed, extractor=extractor))
+                    m.update(heldout(fake))
                 if _interval(done, config.sample_every_epochs, config.epochs) and not preempted:
                     files.save_samples(done, generate(grid_z, grid_y).numpy())
                 files.log_metrics(done, m)
@@ -239,8 +243,9 @@ def _generate_all(generate, z: tf.Tensor, labels: tf.Tensor, batch: int = 64) ->
 
 def _progress_line(epoch: int, epochs: int, m: dict, eta_seconds: float) -> str:
     quality = f" | swd {m['swd']:.2f}" if "swd" in m else ""
-    if "intensity_w1" in m:
-        quality += f" | intensity {m['intensity_w1']:.3f}"
+    if "quality_ratio" in m:
+        quality += (f" | hold-out: swd {m['swd_holdout']:.1f} (floor {m['swd_floor']:.1f}), "
+                    f"intensity {m['intensity_w1_holdout']:.3f} (floor {m['intensity_w1_floor']:.3f})")
     return (
         f"epoch {epoch}/{epochs} | {m['images_per_second']:.1f} img/s | {m['kimg']:.2f} kimg | "
         f"g {m['g_loss']:.3f} d {m['d_loss']:.3f} D(real) acc {m['d_real_acc']:.2f}{quality} | "
