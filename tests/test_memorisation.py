@@ -9,7 +9,7 @@ import pytest
 import scipy.stats
 
 from job import config as C
-from job.evaluation import memorisation
+from job.evaluation import memorisation, nearest
 from job.training import data
 
 SAMPLE = os.environ.get("COVIDCT_SAMPLE_DIR")
@@ -37,7 +37,7 @@ def shifted(images, dy, dx):
 
 
 def zoomed(images, factor):
-    return memorisation.zoom(images[..., 0].astype(np.float64), factor)[..., None]
+    return nearest.zoom(images[..., 0].astype(np.float64), factor)[..., None]
 
 
 @needs_sample

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from job.errors import UserError
-from job.evaluation import memorisation
+from job.evaluation import nearest
 
 CLASSIFIER_SIDE = 64  # classifiers see images area-averaged to at most 64 px (fast on a CPU)
 CLASSIFIER_EPOCHS = 15
@@ -33,7 +33,7 @@ def _classifier_input(images: np.ndarray) -> np.ndarray:
     x = np.asarray(images, np.float64)
     if x.ndim == 4:
         x = x[..., 0]
-    return memorisation.reduce(x, CLASSIFIER_SIDE)[..., None].astype(np.float32)
+    return nearest.reduce(x, CLASSIFIER_SIDE)[..., None].astype(np.float32)
 
 
 def train_classifier(
