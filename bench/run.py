@@ -362,7 +362,9 @@ def _data_rows(groups, quick, scratch, out_dir, results, progress) -> list[Row]:
                 "--volumes", str(VOLUMES)]))
     if "pipeline" in groups:
         progress("input pipeline")
-        config = override(setting_config(FEATURE_SETTING, quick), dict(data_dir=data_dir))
+        # The step's setting on the prepared data (phantoms when no real scans are named).
+        config = override(setting_config(FEATURE_SETTING, quick),
+                          dict(data_dir=data_dir, allow_synthetic_data=not source.real))
         measured = {"job": pipeline.job_pipeline(config),
                     "pillow": pipeline.pillow_epoch(source.manual_dir, config)}
         rows += pipeline_rows(measured, results[FEATURE_SETTING])
