@@ -71,21 +71,11 @@ class Memorisation:
     flagged: np.ndarray  # (N,) bool: closer than the threshold, or an exact copy
     alpha: float = ALPHA
 
-    @property
-    def distance(self) -> np.ndarray:
-        return self.matches.distance
-
-    @property
-    def neighbour(self) -> np.ndarray:
-        return self.matches.neighbour
-
-    @property
-    def shift(self) -> np.ndarray:
-        return self.matches.shift
-
-    @property
-    def reference_distance(self) -> np.ndarray:
-        return self.reference.distance
+    # The generated images' matches, and the hold-out's distances, by their report names.
+    distance = property(lambda self: self.matches.distance)
+    neighbour = property(lambda self: self.matches.neighbour)
+    shift = property(lambda self: self.matches.shift)
+    reference_distance = property(lambda self: self.reference.distance)
 
     @property
     def exact_copies(self) -> int:
