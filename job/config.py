@@ -176,7 +176,7 @@ def upsampling_stages(height: int, width: int) -> int:
     The most stages that keep the seed map's short side at 4 px or more: its sides are
     ceil(H / 2^s) x ceil(W / 2^s), so the short side is 4-8 px (28 -> 7x7, 64 -> 4x4,
     336x504 -> 6x8). Sides that 2^s does not divide are reached by cropping the generator's map
-    where they first divide (`job.training.capacity.geometry`); the discriminator halves with
+    where they first divide (`job.training.layer_plan.geometry`); the discriminator halves with
     'same' padding down to the same few pixels. At most `MAX_UPSAMPLING_STAGES`.
     """
     short = min(height, width)

@@ -9,7 +9,7 @@ import pytest
 
 from job import config as C
 from job.training import capacity as K
-from job.training.capacity import Layer
+from job.training.layer_plan import Layer
 
 
 @pytest.mark.parametrize("side, stages", [(8, 1), (15, 1), (16, 2), (28, 2), (64, 4), (128, 5),

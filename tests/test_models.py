@@ -51,4 +51,4 @@ def test_every_resolution_is_reachable_with_minimal_depth(dataset_config):
 def test_relu_and_dropout_are_wired_in():
     config = C.resolve("smoke", sets=["activation=relu", "dropout=0.25"])
     layers = [type(l).__name__ for l in build_discriminator(config).layers]
-    assert "ReLU" in layers and "LeakyReLU" not in layers and "Dropout" in layers
+    assert "ReLU" in layers and "LeakyReLU" not in layers and "SeededDropout" in layers

@@ -16,12 +16,12 @@ import numpy as np
 
 from job.errors import UserError
 from job.metrics import collapse, heldout, inception, intensity, sliced_wasserstein
-from job.metrics.heldout import HeldOutScorer
 
 # What best.json, Tune's scheduler and `covidct best` rank by. "swd" is measured against the
 # loop's sample of *training* scans, which favours memorising checkpoints; HELDOUT_SELECTION_METRIC
-# is measured against the hold-out split (`HeldOutScorer`) and replaces it once the loop logs it
-# (the commit that wires the scorer into job/training/loop.py sets SELECTION_METRIC to it).
+# is measured against the hold-out split (`job.metrics.heldout.HeldOutScorer`), which the loop logs
+# every metrics epoch. Making it the selection metric (and updating the sweep tests that name
+# "swd") is the next step of issue 19.
 SELECTION_METRIC = "swd"
 HELDOUT_SELECTION_METRIC = "quality_ratio"
 

@@ -28,6 +28,7 @@ from job.checkpoint import CheckpointStore, restore
 from job.config import TrainConfig, validate
 from job.errors import Diverged, Preempted
 from job.metrics import inception, registry
+from job.metrics.heldout import HeldOutScorer
 from job.training import data
 from job.training.devices import configure_cpu_replicas, strategy_for
 from job.training.outputs import RunFiles
@@ -137,7 +138,7 @@ def fit(
     extractor = inception.extractor(config.inception_weights)
     # Every metrics epoch also scores against the hold-out split (real scans the run never sees),
     # beside its real floor: the figure that must pick checkpoints (registry.HELDOUT_SELECTION_METRIC).
-    heldout = registry.HeldOutScorer(real, data.load_holdout(config), seed=config.seed)
+    heldout = HeldOutScorer(real, data.load_holdout(config), seed=config.seed)
     selection = registry.SELECTION_METRIC
     best = store.best()
     best_value = best[1] if best is not None else None

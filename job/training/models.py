@@ -4,7 +4,7 @@ Both follow the DCGAN tutorial's shape (dense seed map, strided (transposed) con
 norm, LeakyReLU, tanh output) generalised to any resolution and depth. The layer-by-layer plan
 (seed map, where the generator crops to sizes that 2^stages does not divide, the
 discriminator's own stages, widths, where the extra depth goes) is pure arithmetic in
-`job.training.capacity`, which also prices it (parameters, FLOPs, receptive field, checkpoint
+`job.training.layer_plan`, which `job.training.capacity` prices (parameters, FLOPs, receptive field, checkpoint
 bytes); these builders turn the plan into layers, so the figures and the models cannot drift.
 
 A conditional pair (`config.conditional`) takes the class too: G adds a learned class embedding to
@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 
 from job.config import TrainConfig
-from job.training.capacity import Layer, discriminator_plan, generator_plan
+from job.training.layer_plan import Layer, discriminator_plan, generator_plan
 from tfds_covidct.covid_ct.sources import LABELS
 
 NUM_CLASSES = len(LABELS)  # covid_ct's classes; a conditional model embeds each
