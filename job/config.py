@@ -49,7 +49,7 @@ class TrainConfig:
     name: str = "default"
     run_uri: str = ""
 
-    # Models (see job/models.py for how depth and stages combine).
+    # Models (see job/training/layer_plan.py for how depth and stages combine).
     latent_dim: int = 100
     g_depth: int = 11  # hidden layers of the generator: dense + upsampling stages + stride-1 convs
     d_depth: int = 8  # hidden conv layers of the discriminator: downsampling stages + stride-1
