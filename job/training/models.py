@@ -13,8 +13,8 @@ discriminator (Miyato & Koyama 2018, "cGANs with Projection Discriminator"): its
 w.phi(x) + b + embed(y).phi(x), phi the features before the read-out, so D judges image and class
 together. Call them through `generator_inputs` / `discriminator_inputs`.
 
-Batch norm is synchronised across replicas when asked (`sync_batch_norm`: `job.step` asks
-unless the step is compiled with XLA, `job.step.use_xla`), so one replica and two replicas
+Batch norm is synchronised across replicas when asked (`sync_batch_norm`: `job.training.step` asks
+unless the step is compiled with XLA, `job.training.step.use_xla`), so one replica and two replicas
 compute the same update on the same global batch. Inference (and the tutorial-style reference
 in bench/) uses plain batch norm. Layers run in the configured precision; logits and images leave
 in float32.
