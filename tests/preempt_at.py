@@ -7,6 +7,7 @@ arrives while that step runs, exactly as a kubelet's would; EPOCH -1 sends none.
 the CLI's contract (143 = preempted and safe).
 """
 
+import logging
 import os
 import signal
 import sys
@@ -17,6 +18,8 @@ from job.training.loop import fit
 
 
 def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
+    logging.getLogger("covidct").setLevel(logging.INFO)  # the CLI's progress lines, as cli.main
     epoch, step = int(argv[0]), int(argv[1])
     args = cli.build_parser().parse_args(argv[3:])
 
