@@ -1,5 +1,7 @@
 """Small helpers shared by the tests (fixtures live in conftest.py)."""
 
+import urllib.request
+
 import numpy as np
 import tensorflow as tf
 
@@ -16,3 +18,21 @@ def random_images(n: int = 32, size: int = 28, seed: int = 0) -> tf.data.Dataset
     """uint8 noise images (size, size, 1): a step's arithmetic does not depend on the pixels."""
     rng = np.random.RandomState(seed)
     return tf.data.Dataset.from_tensor_slices(rng.randint(0, 256, (n, size, size, 1)).astype("uint8"))
+
+
+def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """A true shift of (N, H, W, 1) images: content leaves one edge and black (-1) comes in."""
+    out = np.full_like(images, -1.0)
+    h, w = images.shape[1:3]
+    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = \
+        images[:, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
+    return out
+
+
+def answers(url: str) -> bool:
+    """Whether `url` answers 200 within 2 s (a server the tests started is up)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False

@@ -22,10 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import yaml
+
+from tests.helpers import answers
 
 BIN = Path(sys.executable).parent
 HEAD_START_SECONDS = 90
@@ -75,14 +76,6 @@ def cluster_config(gcs_port: int, worker_cpus: int, max_workers: int, idle_minut
     }
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 class AutoscalingCluster:
     """`ray start --head --block --num-cpus=0 --autoscaling-config=...` with its own ports and folder.
 
@@ -127,7 +120,7 @@ class AutoscalingCluster:
             self._process = subprocess.Popen(command, env=self.env, stdout=log,
                                              stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + HEAD_START_SECONDS
-        while not _answers(f"{self.dashboard}/api/version"):
+        while not answers(f"{self.dashboard}/api/version"):
             if self._process.poll() is not None or time.monotonic() > deadline:
                 log = self.log_path.read_text(errors="replace")[-3000:]
                 self.stop()

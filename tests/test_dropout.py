@@ -7,14 +7,13 @@ import pytest
 import tensorflow as tf
 
 from job import config as C
-from job.prepare import prepare
 from job.training.data import epoch_batches
 from job.training.devices import strategy_for
 from job.training.loop import fit
 from job.generate import read_config
 from job.training.models import SeededDropout
 from job.training.step import build_state, make_train_step
-from tests.helpers import random_images
+from tests.helpers import random_images, smoke
 
 
 def _weights_after_one_step(config, replicas):
@@ -50,13 +49,11 @@ def test_masks_are_a_function_of_each_examples_seed():
 
 
 @pytest.mark.heavy
-def test_a_resumed_run_with_dropout_ends_with_the_same_weights(tmp_path):
-    prepare("28", str(tmp_path / "data"), demo=True)
-    sets = ["dropout=0.1", "deterministic=true"]
-    extra = {"data_dir": str(tmp_path / "data")}
-    fit(C.resolve("smoke", sets=sets + ["epochs=3"], extra={**extra, "run_uri": str(tmp_path / "a")}))
-    fit(C.resolve("smoke", sets=sets + ["epochs=2"], extra={**extra, "run_uri": str(tmp_path / "b")}))
-    fit(C.resolve("smoke", sets=sets + ["epochs=3"], extra={**extra, "run_uri": str(tmp_path / "b")}))
+def test_a_resumed_run_with_dropout_ends_with_the_same_weights(tmp_path, demo_data):
+    sets = dict(dropout=0.1, deterministic="true")
+    fit(smoke(demo_data, tmp_path / "a", epochs=3, **sets))
+    fit(smoke(demo_data, tmp_path / "b", epochs=2, **sets))
+    fit(smoke(demo_data, tmp_path / "b", epochs=3, **sets))
     assert read_config(str(tmp_path / "b")).dropout == 0.1
     weights = []
     for run in ("a", "b"):

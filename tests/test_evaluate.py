@@ -17,6 +17,7 @@ from PIL import Image
 from job import export, images, storage
 from job.evaluation import classifier, evaluate, memorisation, quality, report
 from job.errors import UserError
+from tests.helpers import shifted, smoke
 
 
 def scans(n, size=28, seed=0):
@@ -24,15 +25,6 @@ def scans(n, size=28, seed=0):
     x = scipy.ndimage.gaussian_filter(rng.standard_normal((n, size, size)), (0, 2, 2))
     x = x / np.abs(x).max(axis=(1, 2), keepdims=True)
     return x[..., None].astype(np.float32)
-
-
-def shifted(images, dy, dx):
-    """A true shift: content leaves one edge and black (-1) comes in at the other."""
-    out = np.full_like(images, -1.0)
-    h, w = images.shape[1:3]
-    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = \
-        images[:, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -274,16 +266,12 @@ def test_class_fidelity_and_utility_on_a_separable_case():
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
+def smoke_run(tmp_path_factory, demo_data):
     """A 2-epoch smoke run on the 28x28 demo phantoms (both labels, train and test splits)."""
-    from job import config as C
-    from job.prepare import prepare
     from job.training.loop import fit
 
-    data_dir = tmp_path_factory.mktemp("tfds")
-    prepare("28", str(data_dir), demo=True)
     run = tmp_path_factory.mktemp("run")
-    fit(C.resolve("smoke", extra={"data_dir": str(data_dir), "run_uri": str(run)}))
+    fit(smoke(demo_data, run))
     return str(run)
 
 
@@ -335,15 +323,6 @@ def test_verdict_names_each_failing_part_with_its_reason():
     assert "FAIL (memorisation)" in copier and "400 of 1000" in copier and "p = 1e-09 < 0.01" in copier
 
 
-@pytest.fixture(scope="module")
-def demo28(tmp_path_factory):
-    from job.prepare import prepare
-
-    data_dir = tmp_path_factory.mktemp("demo_tfds")
-    prepare("28", str(data_dir), demo=True)
-    return str(data_dir)
-
-
 def _write_pngs(folder, batch):
     folder.mkdir()
     for i, x in enumerate(images.to_uint8(batch)):
@@ -351,13 +330,13 @@ def _write_pngs(folder, batch):
 
 
 def test_evaluate_images_of_a_collapsed_generator_says_collapse_and_exits_non_zero(
-        tmp_path, demo28, capsys):
+        tmp_path, demo_data, capsys):
     from job import cli
 
     one = scans(1, seed=30)
     noise = np.random.default_rng(31).normal(0, 0.01, (40, 28, 28, 1)).astype(np.float32)
     _write_pngs(tmp_path / "collapsed", np.clip(one + noise, -1, 1))
-    code = cli.main(["evaluate", "--images", str(tmp_path / "collapsed"), "--data-dir", demo28,
+    code = cli.main(["evaluate", "--images", str(tmp_path / "collapsed"), "--data-dir", demo_data,
                      "--config", "28", "--out", str(tmp_path / "report")])
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert code == report.VERDICT_FAIL_EXIT_CODE != 0
@@ -369,13 +348,13 @@ def test_evaluate_images_of_a_collapsed_generator_says_collapse_and_exits_non_ze
     assert (tmp_path / "report" / "report.md").read_text().strip().endswith(line)
 
 
-def test_evaluate_images_resizes_and_refuses_what_it_cannot_read(tmp_path, demo28):
+def test_evaluate_images_resizes_and_refuses_what_it_cannot_read(tmp_path, demo_data):
     from job import cli
 
     _write_pngs(tmp_path / "big", scans(6, size=64, seed=32))
     x, names, resized = evaluate.read_images(str(tmp_path / "big"), 28, 28)
     assert x.shape == (6, 28, 28, 1) and resized == 6 and -1 <= x.min() and x.max() <= 1
     (tmp_path / "empty").mkdir()
-    assert cli.main(["evaluate", "--images", str(tmp_path / "empty"), "--data-dir", demo28,
+    assert cli.main(["evaluate", "--images", str(tmp_path / "empty"), "--data-dir", demo_data,
                      "--config", "28", "--out", str(tmp_path / "r")]) == 2
     assert cli.main(["evaluate", "--images", str(tmp_path / "big"), "--out", str(tmp_path / "r")]) == 2

@@ -11,6 +11,7 @@ import scipy.stats
 from job import config as C
 from job.evaluation import memorisation, nearest
 from job.training import data
+from tests.helpers import shifted
 
 SAMPLE = os.environ.get("COVIDCT_SAMPLE_DIR")
 needs_sample = pytest.mark.skipif(not SAMPLE, reason="COVIDCT_SAMPLE_DIR is not set: no real scans")
@@ -25,15 +26,6 @@ def real64(tmp_path_factory):
     prepare("64", data_dir, manual_dir=SAMPLE)
     config = C.TrainConfig(dataset_config="64", data_dir=data_dir)
     return data.load_split(config, "train")[0], data.load_split(config, "test")[0]
-
-
-def shifted(images, dy, dx):
-    """A true shift: content leaves one edge and black (-1) comes in at the other."""
-    out = np.full_like(images, -1.0)
-    h, w = images.shape[1:3]
-    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = \
-        images[:, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
-    return out
 
 
 def zoomed(images, factor):

@@ -18,7 +18,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from job import storage
 from job.config import resolve
 from job.errors import ConfigError, UserError
 from tests.fault_proxy import FaultProxy
+from tests.helpers import answers
 from tests.gcs_fixture import free_port
 from tests.ray_autoscaler import AutoscalingCluster
 from job import cli as job_cli
@@ -230,7 +230,7 @@ def memory_bucket(tmp_path_factory):
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
-        while not _answers(f"{bucket.endpoint}/storage/v1/b/{bucket.bucket}"):
+        while not answers(f"{bucket.endpoint}/storage/v1/b/{bucket.bucket}"):
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the in-memory GCS emulator did not start:\n{log_path.read_text()}", pytrace=False)
             time.sleep(0.1)
@@ -240,14 +240,6 @@ def memory_bucket(tmp_path_factory):
     finally:
         process.terminate()
         process.wait(timeout=10)
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 # What GCS answers a service account with roles/storage.objectUser that reads bucket metadata.

@@ -89,9 +89,9 @@ def selected_class_ids(config: TrainConfig, names: tuple[str, ...]) -> list[int]
     return [names.index(n) for n in config.label_names] or None
 
 
-def class_counts(config: TrainConfig, images: tf.data.Dataset) -> dict[str, int]:
-    """Training images per class name, for the plan line (what `load_images` returned)."""
-    names = class_names_of(config)
+def class_counts(images: tf.data.Dataset, names: tuple[str, ...]) -> dict[str, int]:
+    """Images per class name (`names`: `class_names_of`), for the plan line; `images` is what
+    `load_images` returned."""
     labels = np.asarray(list(images.map(lambda ex: ex["label"]).as_numpy_iterator()), np.int64)
     counts = np.bincount(labels, minlength=len(names))
     return {name: int(c) for name, c in zip(names, counts) if c}

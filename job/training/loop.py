@@ -107,7 +107,8 @@ def fit(
     storage.check_reachable(config.resolved_run_uri)
 
     images, count = data.load_images(config)
-    counts = data.class_counts(config, images)
+    names = data.class_names_of(config)
+    counts = data.class_counts(images, names)
     plan = make_plan(config, count, replicas, counts)
     log.info(plan.describe(config))
 
@@ -132,7 +133,6 @@ def fit(
     real = data.real_sample(images, config.metric_num_images)
     real_labels = data.real_sample_labels(images, config.metric_num_images)
     grid_z = data.fixed_noise(config, 36 if config.height * config.width <= 128 * 128 else 16)
-    names = data.class_names_of(config)
     grid_y = data.grid_labels([names.index(name) for name in counts], len(grid_z))
     metric_z = data.fixed_noise(config, config.metric_num_images, salt=1)
     extractor = inception.extractor(config.inception_weights)

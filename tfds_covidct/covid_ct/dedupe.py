@@ -44,6 +44,8 @@ from PIL import Image
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from tfds_covidct.covid_ct.disjoint import MinRootSets
+
 THUMB_SIDE = 64  # the scan's frame (uniform borders trimmed) is compared at 64x64...
 COARSE_SIDE = 8  # ...and indexed by its 8x8 average
 COARSE_NEIGHBOURS = 10  # candidates per scan from the index (nearest first)
@@ -123,18 +125,8 @@ def find_duplicates(candidates: list[Candidate],
         return []
     order = sorted(range(len(candidates)), key=lambda i: _rank(candidates[i]))
     ranked = [candidates[i] for i in order]
-    parent = list(range(len(ranked)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def join(i: int, j: int) -> None:
-        a, b = root(i), root(j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)  # the better-ranked file stays the root
+    families = MinRootSets()  # indices by rank: the better-ranked file stays the root
+    root, join = families.root, families.join
 
     by_sha: dict[str, int] = {}
     for i, c in enumerate(ranked):

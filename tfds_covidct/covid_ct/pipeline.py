@@ -26,6 +26,7 @@ import numpy as np
 from tfds_covidct.covid_ct import curation as curation_lib
 from tfds_covidct.covid_ct import dedupe, sources, volumes
 from tfds_covidct.covid_ct.process import Record, process_any
+from tfds_covidct.covid_ct.disjoint import MinRootSets
 
 TEST_PERCENT = 10
 # Below this many files the pool costs more (worker start-up imports numpy/scipy) than it saves.
@@ -145,19 +146,8 @@ def resolve(records: list[Record]) -> None:
 def _assign_splits(records: list[Record]) -> None:
     """Joins the groups of every family (union-find over group keys) and draws one split per
     joined group; every record that has a group gets its split_group, the kept ones a split."""
-    parent: dict[str, str] = {}
-
-    def root(key: str) -> str:
-        parent.setdefault(key, key)
-        while parent[key] != key:
-            parent[key] = parent[parent[key]]
-            key = parent[key]
-        return key
-
-    def join(a: str, b: str) -> None:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)  # the smallest key names the joined group
+    groups = MinRootSets()  # the smallest key names the joined group
+    root, join = groups.root, groups.join
 
     for r in records:
         r.group = r.group or f"file:{r.file_name}"
