@@ -27,6 +27,7 @@ from PIL import Image
 from job import storage
 from job.config import resolve
 from job.errors import ConfigError, UserError
+from job.metrics.registry import SELECTION_METRIC as SELECTION
 from tests.fault_proxy import FaultProxy
 from tests.helpers import answers
 from tests.gcs_fixture import free_port
@@ -194,7 +195,7 @@ def test_a_diverged_trial_reports_the_worst_value_of_the_selection_metric():
 
     result = diverged_result(Diverged("non-finite loss", epoch=7, last_good_epoch=5))
     assert result["epoch"] == 7 and "epoch 7" in result[DIVERGED] and "epoch 5" in result[DIVERGED]
-    for metric in ("swd", "diversity"):  # lower is better, higher is better
+    for metric in (registry.SELECTION_METRIC, "diversity"):  # lower is better, higher is better
         assert not registry.is_better(metric, worst(metric), 1e30)
         assert not registry.is_better(metric, worst(metric), -1e30)
 
@@ -371,22 +372,22 @@ def test_a_sweep_on_a_cluster_scaled_from_zero_runs_its_trials(submitted_sweep, 
     # Nothing could run when the plan was made (a 0-CPU head, no worker): the plan trusted the
     # explicit per-trial resources, and Ray's autoscaler started the workers for the waiting trials.
     assert (f"sweep 'jobsweep': 2 trials, {MAX_WORKERS} at a time once the autoscaler has added "
-            "nodes; ASHA on swd") in logs
+            f"nodes; ASHA on {SELECTION}") in logs
     assert "per trial: 1 CPU(s), 1 CPU replica(s) (as given: no node has them yet" in logs
     assert re.search(r"Adding \d node\(s\) of type cpu1", ray_cluster.monitor_log())
     assert re.search(r"global batch 16 \(\d+ steps/epoch\) of \d+ images \(28\)", logs)
     diverged, good = _diverged_and_good(sweep_uri)
     trials = _trials(sweep_uri)
     # The job's own record and Ray's: the good trial reported SWD for both epochs ...
-    assert [h["epoch"] for h in trials[good]] == [1, 2] and all(h["swd"] > 0 for h in trials[good])
+    assert [h["epoch"] for h in trials[good]] == [1, 2] and all(h["swd"] > 0 and h[SELECTION] > 0 for h in trials[good])
     assert [r["epoch"] for r in _ray_results(sweep_uri, good)] == [1, 2]
-    assert all({"swd", "diversity", "d_real_acc"} <= set(r) for r in _ray_results(sweep_uri, good))
+    assert all({SELECTION, "swd", "diversity", "d_real_acc"} <= set(r) for r in _ray_results(sweep_uri, good))
     # ... and Ray kept its checkpoints in the bucket (a copy of the job's checkpoint folder,
     # handed to the trial when Tune retries it).
     files = storage.list_files(sweep_uri)
     kept = {rel.split("/")[1] for rel in files if rel.startswith(f"{good}/checkpoint_") and rel.endswith("/state.json")}
     assert len(kept) == 2, [rel for rel in files if rel.startswith(good)]
-    assert f"trial {good} finished: swd" in logs
+    assert f"trial {good} finished: {SELECTION}" in logs
     report = storage.read_bytes(storage.join(sweep_uri, "report.md")).decode()
     assert "2 trials: 1 finished, 1 diverged" in report
     table = report[report.index("| # | trial |"):]
@@ -413,9 +414,9 @@ def test_a_diverged_trial_ends_finished_with_the_worst_score_and_is_not_retried(
     sweep_uri, logs = submitted_sweep
     diverged, _ = _diverged_and_good(sweep_uri)
     (last,) = _ray_results(sweep_uri, diverged)  # one report: no retry ran it again
-    assert last["swd"] == math.inf and last["epoch"] == 1
+    assert last[SELECTION] == math.inf and last["epoch"] == 1
     assert last["diverged"].startswith("non-finite loss in epoch 1")
-    assert f"trial {diverged} diverged, ended with the worst swd and not retried" in logs
+    assert f"trial {diverged} diverged, ended with the worst {SELECTION} and not retried" in logs
     assert "failed after its retries" not in logs and "errored" not in logs.lower()
     report = storage.read_bytes(storage.join(sweep_uri, "report.md")).decode()
     assert f"| {diverged} | diverged | 1 | non-finite loss in epoch 1" in report
@@ -434,7 +435,7 @@ def test_best_downloads_a_checkpoint_generate_turns_into_pngs(submitted_sweep, t
     printed = capsys.readouterr().out
     assert f"best: trial {winner}" in printed and all(t in printed for t in trials)
     best = json.loads((out / "checkpoints" / "best.json").read_text())
-    assert best["value"] == min(h["swd"] for h in trials[winner])
+    assert best["value"] == min(h[SELECTION] for h in trials[winner] if SELECTION in h)
     assert (out / "checkpoints" / best["name"] / "COMPLETE").exists()
     assert json.loads((out / "config.json").read_text())["name"] == winner
 
@@ -501,7 +502,7 @@ def test_a_killed_driver_reruns_no_trial_finished_before_its_last_state_sync(
     assert "sweep 'killed' (resuming)" in printed
     trials = _trials(sweep_uri)
     (second,) = set(trials) - {first}
-    assert f"trial {second} finished: swd" in printed and f"trial {first} finished" not in printed
+    assert f"trial {second} finished: {SELECTION}" in printed and f"trial {first} finished" not in printed
     assert [h["epoch"] for h in trials[second]] == list(range(1, 21))
     # Metrics lines carry each epoch's wall time, Ray's results their timestamps: a rerun of the
     # first trial would have rewritten them.

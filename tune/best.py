@@ -145,7 +145,7 @@ def download(ranked: Ranked, metric: str, out_dir: str) -> pathlib.Path:
     return out
 
 
-def best(sweep_uri: str, metric: str = "swd", top: int = 10, out: str | None = None) -> list[Ranked]:
+def best(sweep_uri: str, metric: str = registry.SELECTION_METRIC, top: int = 10, out: str | None = None) -> list[Ranked]:
     """Print the ranked table (top `top`); download the winner into `out` if given."""
     if top < 1:
         raise UserError(f"--top must be positive, got {top}")

@@ -14,6 +14,7 @@ import argparse
 
 from job.cli import add_config_args, config_from_args
 from job.config import TrainConfig
+from job.metrics import registry
 
 
 def add_sweep_args(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +50,8 @@ def add_best(subparsers) -> None:
     """Entry point `best`: adds the subcommand to `covidct`."""
     p = subparsers.add_parser("best", help="rank a sweep's trials from its storage; download the best")
     p.add_argument("--sweep", required=True, help="the sweep's folder: <storage>/<name> (folder or gs://)")
-    p.add_argument("--metric", default="swd")
+    p.add_argument("--metric", default=registry.SELECTION_METRIC,
+                   help="a logged metric (default: the one best.json and the sweep select on)")
     p.add_argument("--top", type=int, default=10, help="rows of the table")
     p.add_argument("--out", default=None, help="download the best checkpoint and config here")
     p.set_defaults(func=_best)

@@ -47,7 +47,7 @@ def outcome_line(outcomes: dict[str, Outcome]) -> str:
     return f"{len(outcomes)} trials: " + (", ".join(parts) or "none ran")
 
 
-def write_report(sweep_uri: str, metric: str = "swd", top: int = 3,
+def write_report(sweep_uri: str, metric: str = registry.SELECTION_METRIC, top: int = 3,
                  outcomes: dict[str, Outcome] | None = None) -> Written:
     """Write report.md and the top `top` grids into `sweep_uri`; returns its URI and how many
     trials it could rank. A sweep in which no trial produced a result still gets a report that

@@ -18,7 +18,6 @@ from job.metrics.inception import (
 from job.metrics.intensity import intensity_w1
 from job.metrics.heldout import HeldOutScorer
 from job.metrics.registry import (
-    HELDOUT_SELECTION_METRIC,
     METRICS,
     SELECTION_METRIC,
     compute,
@@ -28,7 +27,7 @@ from job.metrics.registry import (
 from job.metrics.sliced_wasserstein import swd, swd_level_shapes, swd_levels
 
 __all__ = [
-    "HELDOUT_SELECTION_METRIC", "HeldOutScorer", "InceptionFeatures", "METRICS", "SELECTION_METRIC", "compute", "d_accuracy_real", "direction",
+    "HeldOutScorer", "InceptionFeatures", "METRICS", "SELECTION_METRIC", "compute", "d_accuracy_real", "direction",
     "diversity", "fid_from_features", "fid_kid", "frechet_distance", "intensity_w1", "is_better",
     "kid", "swd", "swd_level_shapes", "swd_levels",
 ]

@@ -137,7 +137,7 @@ def fit(
     metric_z = data.fixed_noise(config, config.metric_num_images, salt=1)
     extractor = inception.extractor(config.inception_weights)
     # Every metrics epoch also scores against the hold-out split (real scans the run never sees),
-    # beside its real floor: the figure that must pick checkpoints (registry.HELDOUT_SELECTION_METRIC).
+    # beside its real floor: what picks the best checkpoint (registry.SELECTION_METRIC).
     heldout = HeldOutScorer(real, data.load_holdout(config), seed=config.seed)
     selection = registry.SELECTION_METRIC
     best = store.best()
