@@ -16,6 +16,7 @@ from job.checkpoint import CheckpointStore, restore
 from job.config import TrainConfig, from_json
 from job.errors import ConfigError, UserError
 from job.training.models import build_generator, generator_inputs
+from job.training.standing_stats import standing_statistics
 from tfds_covidct.covid_ct.sources import LABELS
 
 log = logging.getLogger("covidct")
@@ -27,12 +28,18 @@ def read_config(run_uri: str) -> TrainConfig:
 
 
 def load_generator(run_uri: str, checkpoint: str = "latest"):
-    """(EMA generator, config, epoch) of `run_uri` at `checkpoint` (latest, best or an epoch)."""
+    """(EMA generator, config, epoch) of `run_uri` at `checkpoint` (latest, best or an epoch).
+
+    The generator's batch-norm statistics are measured on its own output
+    (`job.training.standing_stats`): a checkpoint made mid-epoch (wall clock, preemption) holds the
+    raw generator's, which draw far too dark images.
+    """
     config = read_config(run_uri)
     store = CheckpointStore(storage.Mirror(run_uri), config.keep_checkpoints)
     saved = store.find(checkpoint)
     generator = build_generator(config, name="ema_generator")
     state = restore(tf.train.Checkpoint(ema_generator=generator), store.fetch(saved), partial=True)
+    standing_statistics(generator, config, [LABELS.index(n) for n in (config.label_names or LABELS)])
     return generator, config, int(state["epoch"])
 
 

@@ -34,6 +34,7 @@ from job.training.devices import configure_cpu_replicas, strategy_for
 from job.training.outputs import RunFiles
 from job.training.plan import make_plan
 from job.training.preemption import SigtermFlag, preempt
+from job.training.standing_stats import standing_statistics
 from job.training.step import Stepper, build_state, make_generate, make_train_step
 
 log = logging.getLogger("covidct")
@@ -133,7 +134,8 @@ def fit(
     real = data.real_sample(images, config.metric_num_images)
     real_labels = data.real_sample_labels(images, config.metric_num_images)
     grid_z = data.fixed_noise(config, 36 if config.height * config.width <= 128 * 128 else 16)
-    grid_y = data.grid_labels([names.index(name) for name in counts], len(grid_z))
+    class_ids = [names.index(name) for name in counts]
+    grid_y = data.grid_labels(class_ids, len(grid_z))
     metric_z = data.fixed_noise(config, config.metric_num_images, salt=1)
     extractor = inception.extractor(config.inception_weights)
     # Every metrics epoch also scores against the hold-out split (real scans the run never sees),
@@ -188,12 +190,19 @@ def fit(
                 m["seconds"] = seconds
 
                 preempted = sigterm.raised  # arrived during the last step: no time for metrics
-                if _interval(done, config.metrics_every_epochs, config.epochs) and not preempted:
+                metrics_due = _interval(done, config.metrics_every_epochs, config.epochs) and not preempted
+                samples_due = _interval(done, config.sample_every_epochs, config.epochs) and not preempted
+                checkpoint_due = _interval(done, config.checkpoint_every_epochs, config.epochs)
+                if (metrics_due or samples_due or checkpoint_due) and not preempted:
+                    # The EMA generator draws (and is saved) with batch-norm statistics of its own
+                    # output; the next step copies the raw generator's back, so training is unchanged.
+                    standing_statistics(state.ema_generator, config, class_ids)
+                if metrics_due:
                     fake = _generate_all(generate, metric_z, real_labels[: len(real)])
                     m.update(registry.compute(registry.run_metrics(extractor is not None), real,
                                               fake, seed=config.seed, extractor=extractor))
                     m.update(heldout(fake))
-                if _interval(done, config.sample_every_epochs, config.epochs) and not preempted:
+                if samples_due:
                     files.save_samples(done, generate(grid_z, grid_y).numpy())
                 files.log_metrics(done, m)
                 if preempted:
@@ -201,7 +210,7 @@ def fit(
                                   {"reason": "SIGTERM", "metrics": m})
 
                 checkpoint_dir = None
-                if _interval(done, config.checkpoint_every_epochs, config.epochs):
+                if checkpoint_due:
                     value = m.get(selection)
                     better = value is not None and registry.is_better(selection, value, best_value)
                     checkpoint_dir = str(store.save(ckpt, done, 0, {"metrics": m},
@@ -226,6 +235,7 @@ def fit(
             store.settle(timeout=config.storage_retry_seconds)
             raise
 
+    standing_statistics(state.ema_generator, config, class_ids)  # also when nothing was left to train
     files.export(state.ema_generator)
     files.close()
     if last:
