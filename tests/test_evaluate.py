@@ -166,6 +166,8 @@ def test_report_of_a_novel_generator_says_no_memorisation(tmp_path, real):
     markdown = (tmp_path / "report.md").read_text()
     assert "| hold-out vs train (floor) |" in markdown and "FID/KID: not computed" in markdown
     assert "| comparison | SWD x1e3 | intensity W1 | FID | KID |" in markdown
+    assert "## By class\n\nNot evaluated: the generated images carry no class." in markdown
+    assert [p["part"] for p in doc["verdict_parts"]] == ["quality", "diversity", "memorisation"]
     assert markdown.strip().splitlines()[-1] == doc["verdict"]
     with Image.open(tmp_path / "memorisation_histogram.png") as im:
         pixels = np.asarray(im.convert("RGB")).reshape(-1, 3)
@@ -280,6 +282,8 @@ def test_evaluate_a_trained_run_into_a_bucket(smoke_run, gcs_prefix):
     doc = evaluate.evaluate(smoke_run, gcs_prefix, n=64)
     assert doc["run"]["epoch"] == 2 and doc["counts"]["generated"] == 64
     assert doc["class_fidelity"] is not None  # the demo phantoms hold both labels
+    assert doc["by_class"]["note"].startswith("the run's generator is unconditional")
+    assert doc["by_class"]["classes"] == {} and "| classes: " not in doc["verdict"]
     assert all(math.isfinite(doc["quality"][k]) for k in doc["quality"])
     files = storage.list_files(gcs_prefix)
     assert {"report.md", "report.json", "samples.png", "real_vs_synthetic.png",
@@ -352,8 +356,9 @@ def test_evaluate_images_resizes_and_refuses_what_it_cannot_read(tmp_path, demo_
     from job import cli
 
     _write_pngs(tmp_path / "big", scans(6, size=64, seed=32))
-    x, names, resized = evaluate.read_images(str(tmp_path / "big"), 28, 28)
+    x, names, resized, labels = evaluate.read_images(str(tmp_path / "big"), 28, 28)
     assert x.shape == (6, 28, 28, 1) and resized == 6 and -1 <= x.min() and x.max() <= 1
+    assert labels == [None] * 6  # untagged PNGs
     (tmp_path / "empty").mkdir()
     assert cli.main(["evaluate", "--images", str(tmp_path / "empty"), "--data-dir", demo_data,
                      "--config", "28", "--out", str(tmp_path / "r")]) == 2

@@ -26,9 +26,10 @@ import numpy as np
 from job import storage
 from job.config import TrainConfig, validate
 from job.errors import ConfigError, UserError
-from job.evaluation import classifier, memorisation, quality
+from job.evaluation import by_class, classifier, memorisation, quality
 from job.metrics import inception
 from job.training import data
+from tfds_covidct.covid_ct.sources import LABELS
 
 log = logging.getLogger("covidct")
 
@@ -39,17 +40,30 @@ def evaluate_arrays(
     *,
     train_covid: np.ndarray | None = None,
     holdout_covid: np.ndarray | None = None,
+    generated_labels: np.ndarray | None = None,
+    no_labels_note: str = "the generated images carry no class",
     seed: int = 0,
     extractor: Callable[[Any], np.ndarray] | None = None,
     with_utility: bool = False,
 ) -> tuple[dict[str, Any], memorisation.Memorisation]:
     """Every figure of the report from arrays in [-1, 1] (N, H, W, 1); (results, memorisation).
 
-    `*_covid` are booleans (True = covid); class fidelity runs when both splits hold both classes.
+    `*_covid` are (N,) booleans (True = covid); class fidelity runs when both splits hold both
+    classes. `generated_labels` are (N,) int class indices into LABELS (a conditional generator's
+    classes): with them and the real labels each class is evaluated on its own (`by_class`);
+    without them `no_labels_note` says why in the report.
+
+    Raises:
+        UserError: shapes that differ, labels that do not fit the generated images, `with_utility`
+            without both classes in both real splits.
     """
     shapes = {np.shape(x)[1:] for x in (train, holdout, generated)}
     if len(shapes) > 1:
         raise UserError(f"train, hold-out and generated images differ in shape: {sorted(shapes)}")
+    if generated_labels is not None and (np.shape(generated_labels) != (len(generated),) or not
+                                         np.isin(generated_labels, range(len(LABELS))).all()):
+        raise UserError(f"generated_labels must be {len(generated)} class indices into "
+                        f"{list(LABELS)}, got shape {np.shape(generated_labels)}")
     memo = memorisation.check(generated, train, holdout)
     results: dict[str, Any] = {
         "counts": {"train": len(train), "holdout": len(holdout), "generated": len(generated)},
@@ -59,7 +73,9 @@ def evaluate_arrays(
         "memorisation": memo.summary(),
         "class_fidelity": None,
         "utility": None,
+        "by_class": by_class.skipped(no_labels_note),
     }
+    model = None
     if classifier.has_both_classes(train_covid, holdout_covid):
         fidelity, model = classifier.class_fidelity(train, train_covid, holdout, holdout_covid, generated, seed=seed)
         results["class_fidelity"] = fidelity
@@ -70,6 +86,15 @@ def evaluate_arrays(
     elif with_utility:
         raise UserError("--utility needs a dataset whose train and test splits hold both covid "
                         "and non_covid scans")
+    if generated_labels is not None and (train_covid is None or holdout_covid is None):
+        results["by_class"] = by_class.skipped("the dataset's scans carry no covid/non_covid labels")
+    elif generated_labels is not None:
+        probabilities = ({} if model is None else {
+            "holdout_p": classifier.covid_probability(model, holdout),
+            "generated_p": classifier.covid_probability(model, generated)})
+        results["by_class"] = by_class.evaluate(
+            train, by_class.names_of(train_covid), holdout, by_class.names_of(holdout_covid),
+            generated, np.asarray(LABELS)[generated_labels], seed=seed, **probabilities)
     return results, memo
 
 
@@ -77,12 +102,13 @@ def evaluate_arrays(
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
-def read_images(folder: str, height: int, width: int) -> tuple[np.ndarray, list[str], int]:
+def read_images(folder: str, height: int, width: int
+                ) -> tuple[np.ndarray, list[str], int, list[str | None]]:
     """Every image file in `folder` (sorted by name) as (N, H, W, 1) float32 in [-1, 1].
 
     Colour is converted to grey (ITU-R 601 luma), 16-bit greys are scaled by 65535, and images of
     another size are resized to (height, width) with a Lanczos filter. Returns the images, their
-    file names and how many were resized.
+    file names, how many were resized, and each file's `label` PNG tag (None without one).
 
     Raises:
         ConfigError: no folder, or fewer than 2 images in it (exit 2: a retry will not help).
@@ -99,18 +125,20 @@ def read_images(folder: str, height: int, width: int) -> tuple[np.ndarray, list[
     if len(files) < 2:
         raise ConfigError("--images", f"{folder}: found {len(files)} image file(s) "
                           f"({', '.join(IMAGE_SUFFIXES)}); need at least 2")
-    out, resized = [], 0
+    out, resized, labels = [], 0, []
     for path in files:
         with Image.open(path) as im:
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 x = Image.fromarray(np.asarray(im, dtype=np.float32) / 65535.0, mode="F")
             else:
                 x = Image.fromarray(np.asarray(im.convert("L"), dtype=np.float32) / 255.0, mode="F")
+            # PNG text chunks (after the pixels, read once they are); other formats have none.
+            labels.append(getattr(im, "text", {}).get(by_class.LABEL_TAG))
         if x.size != (width, height):
             x = x.resize((width, height), Image.Resampling.LANCZOS)
             resized += 1
         out.append(np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0) * 2.0 - 1.0)
-    return np.stack(out)[..., None], [p.name for p in files], resized
+    return np.stack(out)[..., None], [p.name for p in files], resized, labels
 
 
 def evaluate_images(
@@ -132,21 +160,31 @@ def evaluate_images(
     extractor = inception.extractor(inception_weights)
     train, train_covid = data.load_split(config, "train")
     holdout, holdout_covid = data.load_split(config, "test")
-    generated, names, resized = read_images(images_dir, config.height, config.width)
+    generated, names, resized, tags = read_images(images_dir, config.height, config.width)
+    labels, no_labels_note = by_class.labels_from_tags(tags)
     log.info(f"evaluating {len(generated)} images of {images_dir} ({resized} resized to "
              f"{config.height}x{config.width}) against {len(train)} train and {len(holdout)} "
-             "hold-out scans")
+             "hold-out scans, " + (f"by class: {_class_counts(labels)}" if labels is not None
+                                   else f"not by class: {no_labels_note}"))
     results, memo = evaluate_arrays(
         train, holdout, generated, train_covid=train_covid, holdout_covid=holdout_covid,
-        seed=seed, extractor=extractor, with_utility=utility)
+        generated_labels=labels, no_labels_note=no_labels_note, seed=seed, extractor=extractor,
+        with_utility=utility)
     results["run"] = {"uri": images_dir, "checkpoint": None, "epoch": None, "seed": seed,
                       "dataset": f"covid_ct/{dataset_config}", "data_dir": data_dir,
                       "inception_weights": inception_weights, "files": names,
                       "resized": resized}
     with storage.staged_output(out) as folder:
-        doc = report.write(folder, results, memo, train=train, generated=generated)
+        doc = report.write(folder, results, memo, train=train, generated=generated,
+                           train_covid=train_covid)
     log.info(doc["verdict"])
     return doc
+
+
+def _class_counts(labels: np.ndarray) -> str:
+    """"covid 12, non_covid 30" for (N,) class indices into LABELS (the log's by-class line)."""
+    counts = np.bincount(labels, minlength=len(LABELS))
+    return ", ".join(f"{name} {c}" for name, c in zip(LABELS, counts) if c)
 
 
 def evaluate(
@@ -159,7 +197,14 @@ def evaluate(
     utility: bool = False,
 ) -> dict[str, Any]:
     """Generate `n` images from `run_uri` at `checkpoint`, evaluate them, write the report to
-    `out` (folder or gs://); returns the report's JSON content."""
+    `out` (folder or gs://); returns the report's JSON content.
+
+    A conditional run draws the n images across the classes it trained on, in proportion to the
+    training split's class counts (`by_class.plan`), and is also evaluated class by class.
+
+    Raises:
+        UserError: n below 2 (2 per class for a conditional run); no run or checkpoint.
+    """
     from job.evaluation import report
     from job.generate import generate_images, load_generator
 
@@ -169,16 +214,25 @@ def evaluate(
     generator, config, epoch = load_generator(run_uri, checkpoint)
     train, train_covid = data.load_split(config, "train")
     holdout, holdout_covid = data.load_split(config, "test")
-    generated = generate_images(generator, config, n, seed)
+    labels = None
+    if config.conditional:
+        names = config.label_names or LABELS
+        train_names = by_class.names_of(train_covid) if train_covid is not None else np.array([])
+        labels = by_class.plan(n, {c: int(np.sum(train_names == c)) for c in names}, seed)
+    generated = generate_images(generator, config, n, seed, labels)
     log.info(f"evaluating {n} images of {run_uri} (epoch {epoch}) against {len(train)} train and "
-             f"{len(holdout)} hold-out scans")
+             f"{len(holdout)} hold-out scans"
+             + (f", by class: {_class_counts(labels)}" if labels is not None else ""))
     results, memo = evaluate_arrays(
         train, holdout, generated, train_covid=train_covid, holdout_covid=holdout_covid,
+        generated_labels=labels, no_labels_note="the run's generator is unconditional: its "
+        "images have no class (a run trained with --set conditional=true is evaluated by class)",
         seed=seed, extractor=extractor, with_utility=utility)
     results["run"] = {"uri": run_uri, "checkpoint": checkpoint, "epoch": epoch, "seed": seed,
                       "dataset": f"covid_ct/{config.dataset_config}", "data_dir": config.data_dir,
                       "inception_weights": inception_weights}
     with storage.staged_output(out) as folder:
-        doc = report.write(folder, results, memo, train=train, generated=generated)
+        doc = report.write(folder, results, memo, train=train, generated=generated,
+                           train_covid=train_covid)
     log.info(doc["verdict"])
     return doc

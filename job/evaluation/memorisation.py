@@ -137,6 +137,19 @@ class Memorisation:
         }
 
 
+def verdict_text(summary: dict) -> str:
+    """The verdict's words for a `Memorisation.summary()`: exact copies, a detected copier with
+    its counts and p-value, or "not detected (...)"."""
+    n, k, p = summary["generated"], summary["flagged"], summary["p_value"]
+    expected = summary["expected_by_chance"]
+    if summary["exact_copies"]:
+        return f"{summary['exact_copies']} of {n} generated images are exact copies of training scans"
+    if summary["memorisation"]:
+        return (f"{k} of {n} generated images closer to a training scan than any unseen real "
+                f"scan, {expected:.1f} expected by chance (p = {p:.2g} < {summary['alpha']:g})")
+    return f"not detected ({k} of {n} flagged, {expected:.1f} expected by chance, p = {p:.2g})"
+
+
 def _quantiles(values: np.ndarray) -> dict[str, float]:
     return {f"q{round(q * 100):02d}": float(np.quantile(values, q)) for q in QUANTILES}
 

@@ -14,6 +14,10 @@ import numpy as np
 
 from job import metrics
 from job.errors import UserError
+from job.metrics.heldout import ratio
+
+# The figures judged against their real floor: (label in the verdict, key in `quality`'s dict).
+FLOOR_FIGURES = (("SWD", "swd"), ("intensity W1", "intensity_w1"))
 
 def subsample(images: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
     return images if len(images) == m else images[np.sort(rng.choice(len(images), m, replace=False))]
@@ -55,6 +59,25 @@ def quality(
             out[f"fid_{name}"] = metrics.fid_from_features(a, b)
             out[f"kid_{name}"] = metrics.kid(a, b, seed=seed)
     return out
+
+
+def floor_ratios(q: dict[str, Any]) -> dict[str, float]:
+    """Each figure of `quality`'s dict `q` against the hold-out over its real floor (hold-out vs
+    train), by key: {"swd": ..., "intensity_w1": ...}; inf when a floor of 0 is exceeded."""
+    return {key: ratio(q[f"{key}_generated_vs_holdout"], q[f"{key}_holdout_vs_train"])
+            for _, key in FLOOR_FIGURES}
+
+
+def against_floor(q: dict[str, Any], max_ratio: float) -> tuple[bool, str]:
+    """(ok, text): `floor_ratios(q)` at most `max_ratio` each (NaN fails); the text names the
+    failing figures, or all when none fails, e.g. "SWD 5.10x its real floor (204 vs 40) > 2x"."""
+    ratios = floor_ratios(q)
+    figures = [(label, ratios[key], q[f"{key}_generated_vs_holdout"], q[f"{key}_holdout_vs_train"])
+               for label, key in FLOOR_FIGURES]
+    bad = [f for f in figures if not f[1] <= max_ratio]
+    text = ", ".join(f"{label} {r:.2f}x its real floor ({v:.4g} vs {fl:.4g})"
+                     for label, r, v, fl in bad or figures)
+    return not bad, f"{text} > {max_ratio:g}x" if bad else f"{text} (<= {max_ratio:g}x)"
 
 
 def diversity(real: np.ndarray, generated: np.ndarray) -> dict[str, float]:
