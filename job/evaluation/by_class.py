@@ -200,6 +200,7 @@ def markdown(section: dict, holdout_accuracy: float | None) -> list[str]:
         lines.append(f"The classifier's accuracy on the whole real hold-out is "
                      f"{holdout_accuracy:.1%}; a generated share can be read only against the "
                      "real hold-out share beside it (a small hold-out makes both coarse).")
+        lines.append("")
     for name, row in section["classes"].items():
         m = row["memorisation"]
         if m is not None:

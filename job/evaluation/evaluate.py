@@ -4,8 +4,10 @@
     covidct evaluate --images DIR --data-dir data/tfds --config 64 --out reports/other
 
 The second form checks any folder of images (another generator's, say) against a prepared
-dataset. Both end with one VERDICT line (quality against the real floor, diversity, memorisation)
-and exit with `report.VERDICT_FAIL_EXIT_CODE` when any part fails.
+dataset. Both end with one VERDICT line (quality against the real floor, diversity, memorisation,
+and the classes when the images have classes) and exit with `report.VERDICT_FAIL_EXIT_CODE` when
+any part fails. A conditional run's images, or a folder whose every PNG carries a `label` tag,
+are also evaluated class by class (`job.evaluation.by_class`).
 
 About a minute on 2 CPU cores for 1000 images at 64x64 (memorisation ~2 s, SWD ~10 s); class
 fidelity trains a tiny CNN for a few seconds more; `--utility` trains three.
@@ -151,29 +153,39 @@ def evaluate_images(
     utility: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the images in `images_dir` as if a generator drew them, against the prepared
-    covid_ct/`dataset_config` in `data_dir`; write the report to `out`; return its JSON."""
-    from job.evaluation import report
+    covid_ct/`dataset_config` in `data_dir`; write the report to `out`; return its JSON.
 
+    When every image carries a `label` PNG tag of LABELS they are also evaluated class by class;
+    when only some do, the log and the report say so and the set is evaluated as a whole."""
     # Any prepared dataset is a fair reference for a report, the demo phantoms included.
     config = validate(TrainConfig(dataset_config=dataset_config, data_dir=data_dir,
                                   allow_synthetic_data=True))
     extractor = inception.extractor(inception_weights)
-    train, train_covid = data.load_split(config, "train")
-    holdout, holdout_covid = data.load_split(config, "test")
+    (train, _), (holdout, _) = real = data.load_split(config, "train"), data.load_split(config, "test")
     generated, names, resized, tags = read_images(images_dir, config.height, config.width)
     labels, no_labels_note = by_class.labels_from_tags(tags)
     log.info(f"evaluating {len(generated)} images of {images_dir} ({resized} resized to "
              f"{config.height}x{config.width}) against {len(train)} train and {len(holdout)} "
              "hold-out scans, " + (f"by class: {_class_counts(labels)}" if labels is not None
                                    else f"not by class: {no_labels_note}"))
-    results, memo = evaluate_arrays(
-        train, holdout, generated, train_covid=train_covid, holdout_covid=holdout_covid,
-        generated_labels=labels, no_labels_note=no_labels_note, seed=seed, extractor=extractor,
-        with_utility=utility)
-    results["run"] = {"uri": images_dir, "checkpoint": None, "epoch": None, "seed": seed,
-                      "dataset": f"covid_ct/{dataset_config}", "data_dir": data_dir,
-                      "inception_weights": inception_weights, "files": names,
-                      "resized": resized}
+    run = {"uri": images_dir, "checkpoint": None, "epoch": None, "seed": seed,
+           "dataset": f"covid_ct/{dataset_config}", "data_dir": data_dir,
+           "inception_weights": inception_weights, "files": names, "resized": resized}
+    return _report(out, run, real, generated, generated_labels=labels,
+                   no_labels_note=no_labels_note, seed=seed, extractor=extractor,
+                   with_utility=utility)
+
+
+def _report(out: str, run: dict, real, generated: np.ndarray, **options) -> dict[str, Any]:
+    """`evaluate_arrays(..., **options)` of `generated` against `real` ((train images, is-covid),
+    (hold-out images, is-covid)), with `run` as the report's run block; the report written to
+    `out` (folder or gs://) and its verdict logged. Returns the report's JSON content."""
+    from job.evaluation import report
+
+    (train, train_covid), (holdout, holdout_covid) = real
+    results, memo = evaluate_arrays(train, holdout, generated, train_covid=train_covid,
+                                    holdout_covid=holdout_covid, **options)
+    results["run"] = run
     with storage.staged_output(out) as folder:
         doc = report.write(folder, results, memo, train=train, generated=generated,
                            train_covid=train_covid)
@@ -205,15 +217,14 @@ def evaluate(
     Raises:
         UserError: n below 2 (2 per class for a conditional run); no run or checkpoint.
     """
-    from job.evaluation import report
     from job.generate import generate_images, load_generator
 
     if n < 2:
         raise UserError(f"--n must be at least 2, got {n}")
     extractor = inception.extractor(inception_weights)  # fail on a bad file before any work
     generator, config, epoch = load_generator(run_uri, checkpoint)
-    train, train_covid = data.load_split(config, "train")
-    holdout, holdout_covid = data.load_split(config, "test")
+    (train, train_covid), (holdout, _) = real = (data.load_split(config, "train"),
+                                                 data.load_split(config, "test"))
     labels = None
     if config.conditional:
         names = config.label_names or LABELS
@@ -223,16 +234,10 @@ def evaluate(
     log.info(f"evaluating {n} images of {run_uri} (epoch {epoch}) against {len(train)} train and "
              f"{len(holdout)} hold-out scans"
              + (f", by class: {_class_counts(labels)}" if labels is not None else ""))
-    results, memo = evaluate_arrays(
-        train, holdout, generated, train_covid=train_covid, holdout_covid=holdout_covid,
-        generated_labels=labels, no_labels_note="the run's generator is unconditional: its "
-        "images have no class (a run trained with --set conditional=true is evaluated by class)",
-        seed=seed, extractor=extractor, with_utility=utility)
-    results["run"] = {"uri": run_uri, "checkpoint": checkpoint, "epoch": epoch, "seed": seed,
-                      "dataset": f"covid_ct/{config.dataset_config}", "data_dir": config.data_dir,
-                      "inception_weights": inception_weights}
-    with storage.staged_output(out) as folder:
-        doc = report.write(folder, results, memo, train=train, generated=generated,
-                           train_covid=train_covid)
-    log.info(doc["verdict"])
-    return doc
+    run = {"uri": run_uri, "checkpoint": checkpoint, "epoch": epoch, "seed": seed,
+           "dataset": f"covid_ct/{config.dataset_config}", "data_dir": config.data_dir,
+           "inception_weights": inception_weights}
+    return _report(out, run, real, generated, generated_labels=labels, no_labels_note=(
+        "the run's generator is unconditional: its images have no class (a run trained with "
+        "--set conditional=true is evaluated by class)"), seed=seed, extractor=extractor,
+        with_utility=utility)
