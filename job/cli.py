@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="", help="with --images: where the dataset was prepared")
     p.add_argument("--config", default="", help=f"with --images: the dataset config, one of {sorted(cfg.RESOLUTIONS)}")
     p.add_argument("--checkpoint", default="latest", help="latest, best or an epoch number")
-    p.add_argument("--n", type=int, default=1000, help="generated images to evaluate")
+    p.add_argument("--n", type=int, default=1000, help="generated images to evaluate (a conditional "
+                   "run's shared across its classes by their training counts)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="report folder or gs:// URI")
     p.add_argument("--inception-weights", default="",
