@@ -120,7 +120,8 @@ def test_copies_of_training_covid_scans_are_memorisation_in_covid(scans, tmp_pat
     assert not non_covid["memorisation"]["memorisation"]
     assert all(i >= 8 for i in non_covid["flagged_indices"])  # indices into the whole set
     classes_text = doc["verdict"].split("| classes: ")[1]
-    assert classes_text.startswith("covid fails: ") and "memorisation 8 of 8 generated images are exact copies" in classes_text
+    assert classes_text.startswith("covid fails: ")
+    assert "memorisation 8 of 8 generated images are exact copies" in classes_text
     assert "non_covid fails" not in classes_text
     assert "classes" in doc["verdict"].split("|")[0]
 

@@ -186,7 +186,8 @@ def markdown(section: dict, holdout_accuracy: float | None) -> list[str]:
     for name, row in section["classes"].items():
         q, r, c, m = row["quality"], row["ratios"], row["classifier"], row["memorisation"]
         figures = ["n/a", "n/a"] if q is None else [
-            f"{q[f'{k}_generated_vs_holdout']:.4g} ({q[f'{k}_holdout_vs_train']:.4g}, {r[k]:.2f}x)" for _, k in quality.FLOOR_FIGURES]
+            f"{q[f'{k}_generated_vs_holdout']:.4g} ({q[f'{k}_holdout_vs_train']:.4g}, {r[k]:.2f}x)"
+            for _, k in quality.FLOOR_FIGURES]
         shares = "n/a" if c is None else (
             f"{c['generated_share']:.0%} ("
             + ("n/a" if c["holdout_share"] is None else f"{c['holdout_share']:.0%}") + ")")
