@@ -31,12 +31,13 @@ from bench.throughput import (CONDITIONAL, FEATURE_SETTING, LARGE_SETTING, MULTI
                               NO_XLA, QUICK_SETTINGS, SETTINGS, setting_config)
 from job.config import override
 
-GROUPS = ("step", "hardware", "scaling", "memory", "pipeline", "prepare", "quality", "checkpoint",
-          LARGE_SETTING)
+GROUPS = ("step", "hardware", "scaling", "memory", "pipeline", "prepare", "quality", "intensity",
+          "checkpoint", LARGE_SETTING)
 CHECKPOINT_PRESETS = ("seed28", "default", "seed336x504")  # 28x28, 64x64, 336x504
 LABELS = {"seed28": "seed28 28x28", "64": "64x64", "128": "128x128", "seed336x504": "seed336x504"}
 PREPARE_TARGET_SCANS, PREPARE_TARGET_SECONDS = 750, 60.0
 QUALITY_BUDGET_SECONDS = {True: 8.0, False: 300.0}  # early SWD moves fast: 5 min steadies it
+INTENSITY_BUDGET_SECONDS = {True: 8.0, False: 600.0}  # issue 19's budget: 10 minutes
 ROUNDS = 5  # timed rounds after warm-up; the figure is their median
 
 # Targets from the issue (asserted only by --check).
@@ -47,6 +48,7 @@ TARGET_UTILISATION_SETTING = "128"
 TARGET_GPU_VS_REFERENCE = 2.0
 TARGET_PIPELINE_VS_STEP = 10.0
 TARGET_SWD_VS_REFERENCE = 0.7
+TARGET_INTENSITY_VS_FLOOR = 2.0
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -244,6 +246,26 @@ def quality_rows(measured: dict, source: sources.Source, budget: float, png: str
     ]
 
 
+def intensity_rows(measured: dict, source: sources.Source, budget: float, png: str) -> list[Row]:
+    head = (f"intensity seed28 covid 28-lungs ({budget:.0f} s, {measured['kimg']:.1f} kimg, "
+            f"{measured['real_images']} {source.kind} images)")
+    standing, moving = measured["standing"], measured["moving"]
+    means = (f"mean grey level: hold-out {measured['real_mean']:+.2f}, standing "
+             f"{measured['standing_mean']:+.2f}, moving averages {measured['moving_mean']:+.2f} "
+             f"([-1, 1] units)")
+    return [
+        row(f"{head}: intensity W1 vs hold-out, EMA G with standing statistics",
+            standing["intensity_w1_holdout"], "W1", reference=standing["intensity_w1_floor"],
+            target=TARGET_INTENSITY_VS_FLOOR, better="lower",
+            note=f"reference = the real floor (training vs hold-out scans); {means}; grid: {png}"),
+        row(f"{head}: intensity W1 vs hold-out, EMA G with moving averages (before)",
+            moving["intensity_w1_holdout"], "W1", reference=moving["intensity_w1_floor"],
+            better="lower", note="the same weights, drawn with the statistics the train step copies"),
+        row(f"{head}: SWD vs hold-out, EMA G with standing statistics", standing["swd_holdout"],
+            "SWDx1e3", reference=standing["swd_floor"], better="lower"),
+    ]
+
+
 def long_run_rows(result: dict, config) -> list[Row]:
     """The long run's rows: step, FLOP/s, memory, checkpoint, and the whole run projected."""
     label = LABELS[LARGE_SETTING]
@@ -335,6 +357,9 @@ def run(quick: bool, only: list[str] | None, out_dir: pathlib.Path,
     if groups & {"pipeline", "prepare", "quality"}:
         with tempfile.TemporaryDirectory(prefix="covidct-bench-") as scratch:
             rows += _data_rows(groups, quick, pathlib.Path(scratch), out_dir, results, progress)
+    if "intensity" in groups:
+        with tempfile.TemporaryDirectory(prefix="covidct-bench-") as scratch:
+            rows += _intensity_rows(quick, pathlib.Path(scratch), out_dir, progress)
     if "memory" in groups:
         rows.append(row("memory bench process (peaks, pipeline, quality): peak RSS",
                         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MB",
@@ -378,6 +403,24 @@ def _data_rows(groups, quick, scratch, out_dir, results, progress) -> list[Row]:
                                  "budget_seconds": budget})
         rows += quality_rows(measured, source, budget, str(png))
     return rows
+
+
+def _intensity_rows(quick, scratch, out_dir, progress) -> list[Row]:
+    from bench import intensity
+    from job.images import save_png, side_by_side
+
+    source = sources.pick(quick, scratch)
+    data_dir = str(scratch / "tfds")
+    progress(f"prepare {intensity.DATASET_CONFIG} from the {source.kind} scans (own process)")
+    _worker("bench.prepare", ["--data-dir", data_dir, "--config", intensity.DATASET_CONFIG] + (
+        ["--manual-dir", source.manual_dir] if source.real else ["--demo"]))
+    budget = INTENSITY_BUDGET_SECONDS[quick]
+    progress(f"grey levels at fixed compute: seed28 on the covid lung crops ({budget:.0f} s)")
+    measured = intensity.run(data_dir, budget, synthetic=not source.real)
+    png = out_dir / "bench_intensity.png"
+    save_png(side_by_side(measured["grid_rows"], label_width=200), png,
+             synthetic_tags={"run": "bench intensity", "source": source.kind, "budget_seconds": budget})
+    return intensity_rows(measured, source, budget, str(png))
 
 
 def machine() -> str:
