@@ -35,6 +35,21 @@ from tfds_covidct.covid_ct.sources import LABELS
 
 log = logging.getLogger("covidct")
 
+def of_classes(is_covid: np.ndarray | None, classes: tuple[str, ...]) -> np.ndarray | slice:
+    """An index selecting the scans of `classes` from a split whose (N,) is-covid flags are
+    `is_covid`; every scan (a full slice) when `classes` is empty or names every class.
+
+    Raises:
+        UserError: a class selection on a dataset without covid/non_covid labels.
+    """
+    if not classes or set(classes) >= set(LABELS):
+        return slice(None)
+    if is_covid is None:
+        raise UserError(f"the generator learnt from {list(classes)} only, but the dataset's scans "
+                        "carry no covid/non_covid labels to compare it with")
+    return np.isin(by_class.names_of(is_covid), classes)
+
+
 def evaluate_arrays(
     train: np.ndarray,
     holdout: np.ndarray,
@@ -44,6 +59,7 @@ def evaluate_arrays(
     holdout_covid: np.ndarray | None = None,
     generated_labels: np.ndarray | None = None,
     no_labels_note: str = "the generated images carry no class",
+    trained_on: tuple[str, ...] = (),
     seed: int = 0,
     extractor: Callable[[Any], np.ndarray] | None = None,
     with_utility: bool = False,
@@ -53,7 +69,10 @@ def evaluate_arrays(
     `*_covid` are (N,) booleans (True = covid); class fidelity runs when both splits hold both
     classes. `generated_labels` are (N,) int class indices into LABELS (a conditional generator's
     classes): with them and the real labels each class is evaluated on its own (`by_class`);
-    without them `no_labels_note` says why in the report.
+    without them `no_labels_note` says why in the report. `trained_on` names the classes the
+    generator learnt from (a run's `labels`; empty: all): the whole-set quality, diversity and
+    memorisation compare it with those classes' real scans only, while the class-fidelity probe
+    still learns from both.
 
     Raises:
         UserError: shapes that differ, labels that do not fit the generated images, `with_utility`
@@ -66,12 +85,15 @@ def evaluate_arrays(
                                          np.isin(generated_labels, range(len(LABELS))).all()):
         raise UserError(f"generated_labels must be {len(generated)} class indices into "
                         f"{list(LABELS)}, got shape {np.shape(generated_labels)}")
-    memo = memorisation.check(generated, train, holdout)
+    ref_train = train[of_classes(train_covid, trained_on)]
+    ref_holdout = holdout[of_classes(holdout_covid, trained_on)]
+    memo = memorisation.check(generated, ref_train, ref_holdout)
     results: dict[str, Any] = {
-        "counts": {"train": len(train), "holdout": len(holdout), "generated": len(generated)},
-        "quality": quality.quality(train, holdout, generated, seed=seed, extractor=extractor),
-        "diversity": quality.diversity(quality.subsample(train, min(len(train), len(generated)),
-                                                         np.random.default_rng(seed)), generated),
+        "counts": {"train": len(ref_train), "holdout": len(ref_holdout), "generated": len(generated)},
+        "trained_on": list(trained_on or LABELS),
+        "quality": quality.quality(ref_train, ref_holdout, generated, seed=seed, extractor=extractor),
+        "diversity": quality.diversity(quality.subsample(
+            ref_train, min(len(ref_train), len(generated)), np.random.default_rng(seed)), generated),
         "memorisation": memo.summary(),
         "class_fidelity": None,
         "utility": None,
@@ -186,9 +208,11 @@ def _report(out: str, run: dict, real, generated: np.ndarray, **options) -> dict
     results, memo = evaluate_arrays(train, holdout, generated, train_covid=train_covid,
                                     holdout_covid=holdout_covid, **options)
     results["run"] = run
+    # The training scans the whole-set figures used: memorisation's neighbours index into them.
+    ref = of_classes(train_covid, options.get("trained_on", ()))
     with storage.staged_output(out) as folder:
-        doc = report.write(folder, results, memo, train=train, generated=generated,
-                           train_covid=train_covid)
+        doc = report.write(folder, results, memo, train=train[ref], generated=generated,
+                           train_covid=None if train_covid is None else train_covid[ref])
     log.info(doc["verdict"])
     return doc
 
@@ -225,12 +249,13 @@ def evaluate(
     generator, config, epoch = load_generator(run_uri, checkpoint)
     (train, train_covid), (holdout, _) = real = (data.load_split(config, "train"),
                                                  data.load_split(config, "test"))
-    labels = None
+    labels, names = None, config.label_names or LABELS
     if config.conditional:
-        names = config.label_names or LABELS
         train_names = by_class.names_of(train_covid) if train_covid is not None else np.array([])
         labels = by_class.plan(n, {c: int(np.sum(train_names == c)) for c in names}, seed)
     generated = generate_images(generator, config, n, seed, labels)
+    if not config.conditional and len(names) == 1:
+        labels = np.full(n, LABELS.index(names[0]), np.int32)  # one class learnt: all of its class
     log.info(f"evaluating {n} images of {run_uri} (epoch {epoch}) against {len(train)} train and "
              f"{len(holdout)} hold-out scans"
              + (f", by class: {_class_counts(labels)}" if labels is not None else ""))
@@ -239,5 +264,5 @@ def evaluate(
            "inception_weights": inception_weights}
     return _report(out, run, real, generated, generated_labels=labels, no_labels_note=(
         "the run's generator is unconditional: its images have no class (a run trained with "
-        "--set conditional=true is evaluated by class)"), seed=seed, extractor=extractor,
-        with_utility=utility)
+        "--set conditional=true is evaluated by class)"), trained_on=tuple(names), seed=seed,
+        extractor=extractor, with_utility=utility)

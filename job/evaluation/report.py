@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from job import images
 from job.evaluation import by_class, memorisation, quality
 from job.evaluation.memorisation import Memorisation
+from tfds_covidct.covid_ct.sources import LABELS
 
 COMPARE_COLUMNS = 8  # images per row of the real-vs-synthetic figure
 GRID_IMAGES = 64  # the larger sample grid
@@ -137,6 +138,11 @@ def _pair_pages(memo: Memorisation, indices: np.ndarray, train, generated, folde
     return files
 
 
+def _classes(trained_on: list[str] | None) -> str:
+    """"covid " when the generator learnt from one class of two: what the figures compare with."""
+    return "" if not trained_on or set(trained_on) >= set(LABELS) else " and ".join(trained_on) + " "
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "n/a"
@@ -153,8 +159,9 @@ def _markdown(doc: dict) -> str:
     lines = [
         title, "",
         f"{doc['counts']['generated']} generated images (seed {r['seed']}) against "
-        f"{doc['counts']['train']} training and {doc['counts']['holdout']} hold-out real scans of "
-        f"{r['dataset']}. All generated images are synthetic and marked so in every PNG.", "",
+        f"{doc['counts']['train']} training and {doc['counts']['holdout']} hold-out real "
+        f"{_classes(doc.get('trained_on'))}scans of {r['dataset']}. All generated images are "
+        "synthetic and marked so in every PNG.", "",
         "## Quality", "",
         f"Each set cut to {q['images_per_set']} images. Lower is better; the hold-out row is the "
         "floor: real scans the generator never saw.", "",
