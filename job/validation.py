@@ -14,6 +14,7 @@ from job.config import (
     upsampling_stages,
 )
 from job.errors import ConfigError
+from tfds_covidct.covid_ct.sources import LABELS
 
 
 def check(config: TrainConfig, num_replicas: int | None = None) -> TrainConfig:
@@ -29,6 +30,10 @@ def check(config: TrainConfig, num_replicas: int | None = None) -> TrainConfig:
     for part in c.augment_policy:
         if part not in AUGMENTS:
             raise ConfigError("augment", f"{part!r} is not one of {list(AUGMENTS)} (comma-separated)")
+    unknown = [n for n in c.label_names if n not in LABELS]
+    if unknown or len(set(c.label_names)) != len(c.label_names):
+        raise ConfigError("labels", f"{c.labels!r}: give classes of {list(LABELS)}, comma-separated, "
+                          "each once (empty: every class)")
     positive = ("latent_dim", "g_filters", "d_filters", "max_filters", "global_batch_size", "epochs",
                 "sample_every_epochs", "checkpoint_every_epochs", "metrics_every_epochs",
                 "keep_checkpoints", "metric_num_images")

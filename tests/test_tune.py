@@ -74,6 +74,26 @@ def test_space_file_values_take_the_field_types(tmp_path):
     assert len(spaces.check(space, resolve("smoke"), replicas=1)) == 2 * 2 * 2
 
 
+def test_a_sweep_can_search_the_classes_and_conditioning_and_best_shows_them(tmp_path):
+    from tune import best as results
+
+    path = tmp_path / "space.yaml"
+    path.write_text("conditional: [true, false]\nlabels: ['', covid]\n")
+    space = spaces.load_space(str(path))
+    configs = spaces.check(space, resolve("smoke"), replicas=1)
+    assert {(c.conditional, c.labels) for c in configs} == {
+        (True, ""), (True, "covid"), (False, ""), (False, "covid")}
+    with pytest.raises(ConfigError, match="labels"):
+        spaces.check(spaces.parse_space({"labels": ["covid", "covid19"]}), resolve("smoke"), replicas=1)
+    trials = [results.Trial(f"t{i}", f"runs/t{i}", {"name": f"t{i}", "conditional": c.conditional,
+                                                  "labels": c.labels, "g_lr": 1e-4}, (), (), ())
+              for i, c in enumerate(configs)]
+    fields = results.varying_fields(trials)
+    assert fields == ["conditional", "labels"]
+    head = results.table([results.Ranked(t, None, None) for t in trials], SELECTION, fields).splitlines()[0]
+    assert "conditional" in head and "labels" in head
+
+
 @pytest.mark.parametrize("text, field, words", [
     ("g_learning_rate: [1.0e-4]\n", "g_learning_rate", "unknown field"),
     ("run_uri: [a, b]\n", "run_uri", "cannot be searched"),
