@@ -121,3 +121,34 @@ def test_a_short_conditional_run_draws_the_class_it_is_asked_for(demo_data, tmp_
         recalled[name] = float(np.mean(called_covid if name == "covid" else ~called_covid))
     # Chance is 50% per class; an unconditional generator scores 100% on one class only.
     assert np.mean(list(recalled.values())) >= 0.8 and min(recalled.values()) >= 0.7, recalled
+
+
+@pytest.mark.parametrize("replicas, sets", [
+    (2, ["precision=mixed_float16", "xla=on"]),
+    (2, ["dataset_config=64", "g_depth=5", "d_depth=4", "xla=off"]),
+])
+def test_a_conditional_step_learns_the_class_with_diffaugment_ema_mixed_precision_and_xla(
+        demo_data, tmp_path, replicas, sets):
+    config = smoke(demo_data, tmp_path, conditional="true", global_batch_size=8,
+                   **dict(s.split("=") for s in sets))
+    assert config.augment_policy and config.ema_kimg > 0  # DiffAugment and the EMA are on
+    # The step's arithmetic does not depend on the pixels: labelled noise at the config's size.
+    rng = np.random.default_rng(0)
+    images = tf.data.Dataset.from_tensor_slices({
+        "image": rng.integers(0, 256, (32, config.height, config.width, 1)).astype("uint8"),
+        "label": rng.integers(0, 2, 32)})
+    strategy = strategy_for(replicas)
+    state = build_state(config, strategy)
+    step = make_train_step(config, state, strategy)
+    class_weights = [state.generator.get_layer("class_embedding").embeddings,
+                     state.discriminator.get_layer("projection").embeddings]
+    before = [w.numpy().copy() for w in class_weights]
+    ema_before = state.ema_generator.get_layer("class_embedding").embeddings.numpy().copy()
+    batches = iter(strategy.experimental_distribute_dataset(data.epoch_batches(images, config, 0)))
+    for _ in range(2):
+        metrics = {k: float(v) for k, v in step(next(batches), tf.constant(0.5)).items()}
+        assert all(np.isfinite(v) for v in metrics.values()), metrics
+    # The class reaches both networks' updates (G's embedding, D's projection) and the EMA.
+    for w, b in zip(class_weights, before):
+        assert w.dtype == "float32" and not np.allclose(w.numpy(), b)
+    assert not np.allclose(state.ema_generator.get_layer("class_embedding").embeddings.numpy(), ema_before)
