@@ -19,6 +19,7 @@ from bench.runners import strategy as one_replica
 from job import metrics
 from job.config import TrainConfig, override, resolve
 from job.training import data
+from job.training.standing_stats import standing_statistics
 from job.training.step import Stepper, build_state, make_generate, make_train_step
 
 SAMPLES_IN_GRID = 8
@@ -55,6 +56,7 @@ def train_job(config: TrainConfig, images, budget_seconds: float, z) -> dict[str
         return train_step(next(batches))["g_loss"].numpy()
 
     steps, seconds = _for_budget(step_once, budget_seconds)
+    standing_statistics(state.ema_generator, config)  # as the job does before it draws
     return {
         "ema": Trained(steps, seconds, make_generate(state, use_ema=True)(z).numpy()),
         "raw": Trained(steps, seconds, make_generate(state, use_ema=False)(z).numpy()),
