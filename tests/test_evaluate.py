@@ -262,9 +262,29 @@ def test_class_fidelity_and_utility_on_a_separable_case():
     assert fidelity["generated_covid_share"] > 0.9  # all generated images carry the blob
     assert fidelity["train_covid_share"] == 0.5
     # Only covid-like synthetic images: one pseudo-class, so no synthetic-only classifier.
-    assert results["utility"]["synthetic"] is None
+    assert results["utility"]["synthetic"] is None and results["utility_labels"] == "classifier"
     assert results["utility"]["real"]["accuracy"] > 0.9
     assert results["utility"]["real_plus_synthetic"]["accuracy"] > 0.9
+
+
+@pytest.mark.heavy
+def test_utility_trains_on_the_classes_the_images_were_drawn_as():
+    # A conditional generator's images carry the class asked for: the synthetic-only classifier
+    # learns from those classes, so classes drawn wrong (swapped) make it fail on real scans.
+    from tfds_covidct.covid_ct.sources import LABELS
+
+    train, train_covid = separable(160, seed=20)
+    holdout, holdout_covid = separable(60, seed=21)
+    generated, generated_covid = separable(60, seed=22)
+    accuracy = {}
+    for name, covid in (("true", generated_covid), ("swapped", ~generated_covid)):
+        drawn = np.where(covid, LABELS.index("covid"), LABELS.index("non_covid")).astype(np.int32)
+        results, _ = evaluate.evaluate_arrays(train, holdout, generated, train_covid=train_covid,
+                                              holdout_covid=holdout_covid, generated_labels=drawn,
+                                              with_utility=True)
+        assert results["utility_labels"] == "drawn"
+        accuracy[name] = results["utility"]["synthetic"]["accuracy"]
+    assert accuracy["true"] > 0.9 and accuracy["swapped"] < 0.2, accuracy
 
 
 @pytest.fixture(scope="module")

@@ -99,9 +99,10 @@ def class_fidelity(train, train_covid, holdout, holdout_covid, generated, *, see
 def utility(train, train_covid, holdout, holdout_covid, generated, generated_covid, *, seed: int = 0):
     """Hold-out accuracy/AUC of classifiers trained on real, real + synthetic and synthetic only.
 
-    The generator is unconditional, so synthetic images carry the labels the real-trained
-    classifier gives them (`generated_covid`); with a single pseudo-class the synthetic-only
-    classifier cannot be trained and is reported as None.
+    Synthetic images carry `generated_covid`: the class each was drawn as (a conditional
+    generator, or `label`-tagged images) or, for images without one, the label the real-trained
+    classifier gives them; with a single class the synthetic-only classifier cannot be trained
+    and is reported as None.
     """
     sets = {
         "real": (train, train_covid),

@@ -104,9 +104,14 @@ def evaluate_arrays(
         fidelity, model = classifier.class_fidelity(train, train_covid, holdout, holdout_covid, generated, seed=seed)
         results["class_fidelity"] = fidelity
         if with_utility:
-            pseudo = classifier.covid_probability(model, generated) > 0.5
+            # The classes the images were drawn (or tagged) as; the real classifier's guess only
+            # for images that have none.
+            given = generated_labels is not None
+            synthetic_covid = (np.asarray(generated_labels) == LABELS.index(by_class.COVID) if given
+                               else classifier.covid_probability(model, generated) > 0.5)
             results["utility"] = classifier.utility(train, train_covid, holdout, holdout_covid, generated,
-                                         pseudo, seed=seed)
+                                                    synthetic_covid, seed=seed)
+            results["utility_labels"] = "drawn" if given else "classifier"
     elif with_utility:
         raise UserError("--utility needs a dataset whose train and test splits hold both covid "
                         "and non_covid scans")

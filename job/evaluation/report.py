@@ -198,8 +198,10 @@ def _markdown(doc: dict) -> str:
             f"It calls {cf['generated_covid_share']:.1%} of generated images covid "
             f"({cf['train_covid_share']:.1%} of training scans are covid).")
     if doc["utility"] is not None:
+        labels = ("the class each was drawn as" if doc.get("utility_labels") == "drawn" else
+                  "the real classifier's labels (the images have no class of their own)")
         lines += ["", "## Utility", "", "Classifiers scored on the real hold-out; synthetic images "
-                  "carry the real classifier's labels (the generator is unconditional).", "",
+                  f"carry {labels}.", "",
                   "| trained on | accuracy | AUC |", "|---|---|---|"]
         for name, s in doc["utility"].items():
             acc, auc = (s["accuracy"], s["auc"]) if s else (None, None)
