@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from job import storage
+from job import run as run_layout, storage
 from job.config import resolve
 from job.errors import ConfigError, UserError
 from job.metrics.registry import SELECTION_METRIC as SELECTION
@@ -85,13 +85,19 @@ def test_a_sweep_can_search_the_classes_and_conditioning_and_best_shows_them(tmp
         (True, ""), (True, "covid"), (False, ""), (False, "covid")}
     with pytest.raises(ConfigError, match="labels"):
         spaces.check(spaces.parse_space({"labels": ["covid", "covid19"]}), resolve("smoke"), replicas=1)
+    history = ({"epoch": 2, "swd_holdout": 30.0, "swd_floor": 20.0, "intensity_w1_holdout": 0.3,
+                "intensity_w1_floor": 0.1, SELECTION: 3.0},)
     trials = [results.Trial(f"t{i}", f"runs/t{i}", {"name": f"t{i}", "conditional": c.conditional,
-                                                  "labels": c.labels, "g_lr": 1e-4}, (), (), ())
+                                                  "labels": c.labels, "g_lr": 1e-4}, history, (), ())
               for i, c in enumerate(configs)]
     fields = results.varying_fields(trials)
     assert fields == ["conditional", "labels"]
-    head = results.table([results.Ranked(t, None, None) for t in trials], SELECTION, fields).splitlines()[0]
-    assert "conditional" in head and "labels" in head
+    kept = run_layout.Saved("e0002-s000000", 2, 0)
+    head, _, first, *_ = results.table([results.Ranked(t, 3.0, kept) for t in trials], SELECTION,
+                                       fields).splitlines()
+    assert head.split(" | ")[-2:] == ["conditional", "labels |"]
+    # The hold-out figures over their floors beside the blend: here intensity drives it.
+    assert "| 1.5 | 3 |" in first and "| True | '' |" in first
 
 
 @pytest.mark.parametrize("text, field, words", [

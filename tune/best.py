@@ -19,7 +19,7 @@ import pathlib
 from job import run, storage
 from job.checkpoint import CheckpointStore
 from job.errors import UserError
-from job.metrics import registry
+from job.metrics import heldout, registry
 from job.run import Saved
 from tune.layout import RUN_FOLDER, trial_run_uri
 NOT_SETTINGS = ("name", "run_uri")  # differ between every two trials by construction
@@ -102,17 +102,28 @@ def varying_fields(trials: list[Trial]) -> list[str]:
 
 
 def table(ranked: list[Ranked], metric: str, fields: list[str], limit: int | None = None) -> str:
-    """A markdown table: rank, trial, metric, epoch, collapse signals, the varied settings."""
-    head = ["#", "trial", metric, "epoch", "epochs", "diversity", "D(real) acc", *fields]
+    """A markdown table: rank, trial, metric, epoch, the hold-out SWD and intensity W1 in units of
+    their real floors (which of the two drives quality_ratio), collapse signals, the varied
+    settings."""
+    head = ["#", "trial", metric, "epoch", "epochs", "SWD / floor", "intensity / floor",
+            "diversity", "D(real) acc", *fields]
     rows = [head, ["---"] * len(head)]
     for i, r in enumerate(ranked[:limit], 1):
         at = r.trial.at(r.checkpoint.epoch) if r.checkpoint else {}
         rows.append([
             str(i), r.trial.trial_id, fmt(r.value), str(r.checkpoint.epoch) if r.checkpoint else "-",
-            f"{r.trial.last_epoch}/{r.trial.config.get('epochs')}", fmt(at.get("diversity")),
-            fmt(at.get("d_real_acc")), *(fmt(r.trial.config.get(f)) for f in fields),
+            f"{r.trial.last_epoch}/{r.trial.config.get('epochs')}",
+            fmt(_over_floor(at, "swd")), fmt(_over_floor(at, "intensity_w1")),
+            fmt(at.get("diversity")), fmt(at.get("d_real_acc")),
+            *(fmt(r.trial.config.get(f)) for f in fields),
         ])
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def _over_floor(metrics: dict, key: str) -> float | None:
+    """A logged hold-out figure over its real floor (`job.metrics.heldout`), None if not logged."""
+    value, floor = metrics.get(f"{key}_holdout"), metrics.get(f"{key}_floor")
+    return None if value is None or floor is None else heldout.ratio(value, floor)
 
 
 def fmt(value) -> str:
