@@ -408,11 +408,13 @@ def test_a_sweep_on_a_cluster_scaled_from_zero_runs_its_trials(submitted_sweep, 
     assert [h["epoch"] for h in trials[good]] == [1, 2] and all(h["swd"] > 0 and h[SELECTION] > 0 for h in trials[good])
     assert [r["epoch"] for r in _ray_results(sweep_uri, good)] == [1, 2]
     assert all({SELECTION, "swd", "diversity", "d_real_acc"} <= set(r) for r in _ray_results(sweep_uri, good))
-    # ... and Ray kept its checkpoints in the bucket (a copy of the job's checkpoint folder,
-    # handed to the trial when Tune retries it).
+    # ... and the trial's checkpoints are the job's own, in its run folder (what a restarted trial
+    # resumes from); under ASHA Ray keeps no copies that its pruning could race.
     files = storage.list_files(sweep_uri)
-    kept = {rel.split("/")[1] for rel in files if rel.startswith(f"{good}/checkpoint_") and rel.endswith("/state.json")}
-    assert len(kept) == 2, [rel for rel in files if rel.startswith(good)]
+    assert not [rel for rel in files if rel.startswith(f"{good}/checkpoint_")]
+    listing = run_layout.parse_listing([rel.split("/run/", 1)[1] for rel in files
+                                        if rel.startswith(f"{good}/run/")])
+    assert [c.epoch for c in listing.checkpoints][-1] == 2
     assert f"trial {good} finished: {SELECTION}" in logs
     report = storage.read_bytes(storage.join(sweep_uri, "report.md")).decode()
     assert "2 trials: 1 finished, 1 diverged" in report

@@ -34,7 +34,6 @@ from tune import space as spaces
 
 MODE = direction(SELECTION_METRIC)  # Tune's mode: "min" or "max", from the metric registry
 SCHEDULERS = ("asha", "pbt")
-KEEP_CHECKPOINTS = 3  # Ray keeps each trial's best few by SWD
 # A failed trial is retried from its last checkpoint this often. Failures here are infrastructure
 # (a reclaimed spot node, a lost worker, a storage outage): Tune does not count a failure only when
 # Ray records the node's death as a preemption, which races GKE's ~15 s pod grace, so a long sweep
@@ -291,7 +290,8 @@ def run_sweep(
     print(dataclasses.replace(plan, resuming=resuming).describe(), flush=True)
 
     fn = tune.with_resources(
-        tune.with_parameters(trainable.run_trial, base=base.to_dict(), sweep_uri=sweep_uri),
+        tune.with_parameters(trainable.run_trial, base=base.to_dict(), sweep_uri=sweep_uri,
+                             with_checkpoints=plan.scheduler == "pbt"),
         {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
     )
     # Tune reads its snapshot period from the environment only (TuneController).
@@ -415,11 +415,10 @@ def _new_tuner(fn, space: spaces.Space, configs: list[TrainConfig], plan: SweepP
         ),
         run_config=tune.RunConfig(
             name=plan.name, storage_path=path, storage_filesystem=filesystem,
-            # PBT clones other trials' checkpoints at any time: pruning them races the clone
-            # ("does not exist on storage anymore"), so a PBT sweep keeps them all.
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=KEEP_CHECKPOINTS if plan.scheduler == "asha" else None,
-                checkpoint_score_attribute=SELECTION_METRIC, checkpoint_score_order=MODE),
+            # Only PBT hands Ray checkpoints (trainable.py: under ASHA a trial resumes from its
+            # own run folder). PBT clones other trials' checkpoints at any time: pruning them
+            # races the clone ("does not exist on storage anymore"), so Ray keeps them all.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             # The experiment state (trial statuses) goes to storage every STATE_SYNC_SECONDS
             # (TUNE_GLOBAL_CHECKPOINT_S above); Ray's default for other syncing is 5 minutes.

@@ -3,8 +3,14 @@
 The trial turns its Tune config into a `TrainConfig` through `job.config.override` (the CLI's
 path), writes its run to `<sweep>/<trial id>/run` (sample grids, metrics.jsonl and TensorBoard
 events land in the bucket beside Ray's own trial files) and forwards each measured epoch to
-`ray.tune.report`, with the job's checkpoint folder whenever one was written. A retried or
-PBT-exploited trial starts from the checkpoint Tune hands it (`ray.tune.get_checkpoint`).
+`ray.tune.report`. The job's own checkpoints in that run folder are what a trial resumes from:
+Tune restarts a failed trial, or one that was running when the driver died, and `fit` loads the
+newest complete checkpoint it finds there. Only PBT hands Ray the checkpoint folders as well,
+because PBT starts one trial from another's checkpoint (`ray.tune.get_checkpoint`). Ray's own
+copies were a race under ASHA: Ray prunes its copies by score while its record of which one is
+the latest reaches storage only every few seconds, so a driver killed in between came back to a
+checkpoint that no longer existed ("does not exist on storage anymore") and the trial failed
+every retry.
 
 A trial whose loss turns non-finite (`job.errors.Diverged`) is an outcome of the search, not a
 fault: retrying it from its last checkpoint with the same settings diverges again. The trial
@@ -14,6 +20,7 @@ so Tune neither retries it nor reruns it on resume, and the scheduler ranks it l
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from ray import tune
@@ -39,8 +46,9 @@ def trial_config(base: dict, params: dict, sweep_uri: str, trial_id: str) -> Tra
     return validate(override(config, {"name": trial_id, "run_uri": trial_run_uri(sweep_uri, trial_id)}))
 
 
-def report_epoch(report: EpochReport) -> None:
-    """Forward an epoch that measured the selection metric to Tune, with its checkpoint if any.
+def report_epoch(report: EpochReport, with_checkpoints: bool = False) -> None:
+    """Forward an epoch that measured the selection metric to Tune, with its checkpoint folder
+    when `with_checkpoints` (PBT) and one was written.
 
     Epochs without a measurement are not reported: Tune requires the scheduler's metric in every
     result, and the sweep plan makes every checkpoint epoch a measured one.
@@ -49,7 +57,7 @@ def report_epoch(report: EpochReport) -> None:
         return
     metrics = {**report.metrics, "epoch": report.epoch}
     checkpoint = None
-    if report.checkpoint_dir is not None:  # complete at the run URI (the loop waits for it)
+    if with_checkpoints and report.checkpoint_dir is not None:  # complete at the run URI
         checkpoint = tune.Checkpoint.from_directory(report.checkpoint_dir)
     tune.report(metrics, checkpoint=checkpoint)
 
@@ -61,17 +69,19 @@ def diverged_result(error: Diverged) -> dict:
                       f"{error.last_good_epoch})"}
 
 
-def run_trial(params: dict, base: dict, sweep_uri: str) -> None:
-    """The Tune function trainable (bound to `base` and `sweep_uri` by `tune.with_parameters`)."""
+def run_trial(params: dict, base: dict, sweep_uri: str, with_checkpoints: bool = False) -> None:
+    """The Tune function trainable (bound to `base`, `sweep_uri` and `with_checkpoints` - hand Ray
+    the checkpoints, for PBT - by `tune.with_parameters`)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the job's progress lines
     config = trial_config(base, params, sweep_uri, tune.get_context().get_trial_id())
-    checkpoint = tune.get_checkpoint()
+    checkpoint = tune.get_checkpoint() if with_checkpoints else None
+    report = functools.partial(report_epoch, with_checkpoints=with_checkpoints)
     try:
-        if checkpoint is None:
-            fit(config, callbacks=[report_epoch])
+        if checkpoint is None:  # a new trial, or one restarted: fit resumes from its run folder
+            fit(config, callbacks=[report])
             return
-        with checkpoint.as_directory() as folder:
-            fit(config, callbacks=[report_epoch], resume_from=folder)
+        with checkpoint.as_directory() as folder:  # PBT: another trial's (or its own) checkpoint
+            fit(config, callbacks=[report], resume_from=folder)
     except Diverged as error:
         logging.getLogger("covidct").warning(f"trial diverged, ending it: {error}")
         tune.report(diverged_result(error))
