@@ -39,6 +39,11 @@ def names_of(is_covid: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(is_covid, bool), COVID, NON_COVID)
 
 
+def selection(classes: Sequence[str]) -> tuple[str, ...]:
+    """`classes` when they are some of LABELS but not all (a run's `labels`), else (): every class."""
+    return () if not classes or set(classes) >= set(LABELS) else tuple(classes)
+
+
 def plan(n: int, train_counts: Mapping[str, int], seed: int = 0) -> np.ndarray:
     """(n,) int32 class indices into LABELS for evaluating a conditional run: each class of
     `train_counts` (name -> training scans) gets a share of n in proportion to its training

@@ -78,22 +78,26 @@ def covid_probability(model, images: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
 
-def _scores(model, images: np.ndarray, is_covid: np.ndarray) -> dict[str, float | None]:
-    p = covid_probability(model, images)
+def _scores_of(p: np.ndarray, is_covid: np.ndarray) -> dict[str, float | None]:
     return {"accuracy": float(np.mean((p > 0.5) == np.asarray(is_covid, bool))), "auc": auc(is_covid, p)}
 
 
+def _scores(model, images: np.ndarray, is_covid: np.ndarray) -> dict[str, float | None]:
+    return _scores_of(covid_probability(model, images), is_covid)
+
+
 def class_fidelity(train, train_covid, holdout, holdout_covid, generated, *, seed: int = 0):
-    """(results, model): a classifier trained on real train, scored on the real hold-out, and
-    the share of generated images it calls covid (compare with the real training share)."""
+    """(results, probabilities): a classifier trained on real train, scored on the real hold-out,
+    and the share of generated images it calls covid (compare with the real training share);
+    probabilities = {"holdout_p", "generated_p"}, its (N,) covid probability of each image."""
     model = train_classifier(train, train_covid, seed=seed)
-    p = covid_probability(model, generated)
+    holdout_p, generated_p = covid_probability(model, holdout), covid_probability(model, generated)
     results = {
-        **{f"holdout_{k}": v for k, v in _scores(model, holdout, holdout_covid).items()},
-        "generated_covid_share": float(np.mean(p > 0.5)),
+        **{f"holdout_{k}": v for k, v in _scores_of(holdout_p, holdout_covid).items()},
+        "generated_covid_share": float(np.mean(generated_p > 0.5)),
         "train_covid_share": float(np.mean(train_covid)),
     }
-    return results, model
+    return results, {"holdout_p": holdout_p, "generated_p": generated_p}
 
 
 def utility(train, train_covid, holdout, holdout_covid, generated, generated_covid, *, seed: int = 0):

@@ -42,7 +42,7 @@ def of_classes(is_covid: np.ndarray | None, classes: tuple[str, ...]) -> np.ndar
     Raises:
         UserError: a class selection on a dataset without covid/non_covid labels.
     """
-    if not classes or set(classes) >= set(LABELS):
+    if not by_class.selection(classes):
         return slice(None)
     if is_covid is None:
         raise UserError(f"the generator learnt from {list(classes)} only, but the dataset's scans "
@@ -99,16 +99,17 @@ def evaluate_arrays(
         "utility": None,
         "by_class": by_class.skipped(no_labels_note),
     }
-    model = None
+    probabilities = {}
     if classifier.has_both_classes(train_covid, holdout_covid):
-        fidelity, model = classifier.class_fidelity(train, train_covid, holdout, holdout_covid, generated, seed=seed)
+        fidelity, probabilities = classifier.class_fidelity(train, train_covid, holdout, holdout_covid,
+                                                            generated, seed=seed)
         results["class_fidelity"] = fidelity
         if with_utility:
             # The classes the images were drawn (or tagged) as; the real classifier's guess only
             # for images that have none.
             given = generated_labels is not None
             synthetic_covid = (np.asarray(generated_labels) == LABELS.index(by_class.COVID) if given
-                               else classifier.covid_probability(model, generated) > 0.5)
+                               else probabilities["generated_p"] > 0.5)
             results["utility"] = classifier.utility(train, train_covid, holdout, holdout_covid, generated,
                                                     synthetic_covid, seed=seed)
             results["utility_labels"] = "drawn" if given else "classifier"
@@ -118,9 +119,6 @@ def evaluate_arrays(
     if generated_labels is not None and (train_covid is None or holdout_covid is None):
         results["by_class"] = by_class.skipped("the dataset's scans carry no covid/non_covid labels")
     elif generated_labels is not None:
-        probabilities = ({} if model is None else {
-            "holdout_p": classifier.covid_probability(model, holdout),
-            "generated_p": classifier.covid_probability(model, generated)})
         results["by_class"] = by_class.evaluate(
             train, by_class.names_of(train_covid), holdout, by_class.names_of(holdout_covid),
             generated, np.asarray(LABELS)[generated_labels], seed=seed, **probabilities)

@@ -20,7 +20,6 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from job import images
 from job.evaluation import by_class, memorisation, quality
 from job.evaluation.memorisation import Memorisation
-from tfds_covidct.covid_ct.sources import LABELS
 
 COMPARE_COLUMNS = 8  # images per row of the real-vs-synthetic figure
 GRID_IMAGES = 64  # the larger sample grid
@@ -140,7 +139,8 @@ def _pair_pages(memo: Memorisation, indices: np.ndarray, train, generated, folde
 
 def _classes(trained_on: list[str] | None) -> str:
     """"covid " when the generator learnt from one class of two: what the figures compare with."""
-    return "" if not trained_on or set(trained_on) >= set(LABELS) else " and ".join(trained_on) + " "
+    chosen = by_class.selection(trained_on or ())
+    return " and ".join(chosen) + " " if chosen else ""
 
 
 def _fmt(value: Any) -> str:

@@ -235,7 +235,8 @@ def fit(
             store.settle(timeout=config.storage_retry_seconds)
             raise
 
-    standing_statistics(state.ema_generator, config, class_ids)  # also when nothing was left to train
+    if start_epoch >= config.epochs:  # nothing trained: the last epoch did not measure them
+        standing_statistics(state.ema_generator, config, class_ids)
     files.export(state.ema_generator)
     files.close()
     if last:
