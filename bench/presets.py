@@ -14,7 +14,7 @@ import sys
 
 from bench import projection
 from job.config import resolve
-from job.presets import PRESETS
+from job.config import PRESETS
 from job.training.capacity import capacity
 
 DEMO_TRAIN_IMAGES = 85  # `covidct prepare --demo`: the phantoms' training split (the demo's plan line)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 
 from job.config import TrainConfig
-from job.training.layer_plan import Geometry, Layer, discriminator_plan, generator_plan, geometry
+from job.config.geometry import Geometry, geometry
+from job.training.layer_plan import Layer, discriminator_plan, generator_plan
 
 BYTES_PER_PARAMETER = 4  # variables stay float32, also under mixed precision
 BALANCE_LIMIT = 4.0  # G and D parameter counts within this factor of each other: "ok"

@@ -7,8 +7,9 @@ a config (the builders read the same plans); `job.training.capacity` prices them
 
 Geometry, for any H×W (square or not, powers of two or not):
 
-- `stages` = `config.upsampling_stages(H, W)` 2x steps: the most that keep the seed map's short
-  side at 4-8 px (its sides are ceil(H / 2^stages) x ceil(W / 2^stages));
+- `stages` = `upsampling_stages(H, W)` 2x steps: the most that keep the seed map's short side at
+  4-8 px (its sides are ceil(H / 2^stages) x ceil(W / 2^stages)); it, the seed map and the crop
+  are computed once, in `job.config.geometry`, which the config's checks read too;
 - the generator upsamples the seed map until the sides are a whole fraction of H×W again
   (H / 2^j x W / 2^j, j = the 2-powers H and W share, at most `stages`), crops the centre there,
   and runs the last j stages on exact sizes: 336x504 goes 6x8 -> 12x16 -> 24x32 -> 48x64, crop
@@ -28,7 +29,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from job.config import TrainConfig, upsampling_stages
+from job.config import TrainConfig
+from job.config.geometry import geometry, upsampling_stages
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
@@ -105,51 +107,6 @@ def _spread(extra: int, levels: int) -> list[int]:
 
 def _width(base: int, level_from_image: int, cap: int) -> int:
     return min(base * 2**level_from_image, cap)
-
-
-def _two_powers(n: int) -> int:
-    """How many times 2 divides n."""
-    count = 0
-    while n % 2 == 0 and n > 0:
-        n //= 2
-        count += 1
-    return count
-
-
-@dataclasses.dataclass(frozen=True)
-class Geometry:
-    """Where the generator starts and where it crops, for an H×W image."""
-
-    height: int
-    width: int
-    stages: int
-    seed: tuple[int, int]  # the seed map (h0, w0)
-    crop_level: int  # stages after the seed at which the map is cropped (0 with an exact seed)
-    crop_from: tuple[int, int]  # the map's size before the crop (== crop_to: no crop)
-    crop_to: tuple[int, int]
-
-    @property
-    def crops(self) -> bool:
-        return self.crop_from != self.crop_to
-
-    def describe(self) -> str:
-        text = (f"{self.height}x{self.width}: {self.stages} upsampling stages from a "
-                f"{self.seed[0]}x{self.seed[1]} seed map")
-        if self.crops:
-            text += (f" ({self.crop_from[0]}x{self.crop_from[1]} cropped to "
-                     f"{self.crop_to[0]}x{self.crop_to[1]} after {self.crop_level} stages)")
-        return text
-
-
-def geometry(height: int, width: int) -> Geometry:
-    """The generator's seed map and crop for an H×W image (see the module docstring)."""
-    stages = upsampling_stages(height, width)
-    seed = (math.ceil(height / 2**stages), math.ceil(width / 2**stages))
-    exact = min(stages, _two_powers(height), _two_powers(width))  # last stages on exact sizes
-    level = stages - exact
-    crop_to = (height >> exact, width >> exact)
-    crop_from = (seed[0] << level, seed[1] << level)
-    return Geometry(height, width, stages, seed, level, crop_from, crop_to)
 
 
 def generator_plan(config: TrainConfig) -> list[Layer]:

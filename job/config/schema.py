@@ -1,24 +1,18 @@
-"""`TrainConfig`: the single source of every knob of a training run.
+"""`TrainConfig`: the single source of every knob of a training run (the config's shape only:
+its checks live in `job.config.checks`, which imports this module, never the reverse).
 
 The CLI (`--preset`, `--config FILE`, `--set field=value`), the Ray Tune search space and the
 Kubernetes manifests all name these same fields, and all go through `resolve` / `override`, so a
 setting is spelt one way everywhere. Defaults follow the seed project's findings: LeakyReLU over
 ReLU, learning rate 1e-4 over 1e-3 and 1e-5, no dropout, 11 hidden generator layers and 8 in the
 discriminator.
-
-    covidct train --preset smoke --dry-run     # prints the resolved config, builds nothing
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import pathlib
-import typing
 from typing import Any, Mapping
 
-from job.errors import ConfigError
-from job.presets import PRESETS
 from tfds_covidct.covid_ct.resolutions import RESOLUTIONS
 
 ACTIVATIONS = ("leaky_relu", "relu")
@@ -27,7 +21,6 @@ LOSSES = ("bce", "hinge")
 PRECISIONS = ("float32", "mixed_float16")
 XLA_MODES = ("auto", "on", "off")
 AUGMENTS = ("translation", "cutout", "color")
-MAX_UPSAMPLING_STAGES = 6  # a 4-8 px seed map up to 511 px on the short side
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,130 +161,3 @@ def identity_changes(recorded: Mapping[str, Any], config: TrainConfig) -> dict[s
         if old != getattr(config, name):
             changes[name] = (old, getattr(config, name))
     return changes
-
-
-def upsampling_stages(height: int, width: int) -> int:
-    """How many 2x stages link a small seed map to H×W, whatever H and W's factors are.
-
-    The most stages that keep the seed map's short side at 4 px or more: its sides are
-    ceil(H / 2^s) x ceil(W / 2^s), so the short side is 4-8 px (28 -> 7x7, 64 -> 4x4,
-    336x504 -> 6x8). Sides that 2^s does not divide are reached by cropping the generator's map
-    where they first divide (`job.training.layer_plan.geometry`); the discriminator halves with
-    'same' padding down to the same few pixels. At most `MAX_UPSAMPLING_STAGES`.
-    """
-    short = min(height, width)
-    stages = 0
-    while stages < MAX_UPSAMPLING_STAGES and short >= 4 * 2 ** (stages + 1):
-        stages += 1
-    return stages
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """Turn a value from the CLI, a file or a sweep into the field's type, or say why not."""
-    kind = typing.get_type_hints(TrainConfig)[name]
-    if isinstance(value, str) and kind is not str:
-        text = value.strip()
-        try:
-            if kind is bool:
-                lowered = text.lower()
-                if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError
-                return lowered in ("true", "1", "yes")
-            if kind is int:
-                return int(text)
-            if kind is float:
-                return float(text)
-        except ValueError:
-            raise ConfigError(name, f"expected {kind.__name__}, got {value!r}") from None
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is int and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if kind is str and isinstance(value, bool):
-        # YAML 1.1 (PyYAML) reads on/off/yes/no as booleans: `xla: off` arrives as False.
-        if name == "xla":
-            return "on" if value else "off"
-        raise ConfigError(name, f"YAML read the value as the boolean {value}; quote it (\"...\")")
-    if kind is str and not isinstance(value, str):
-        return str(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(name, f"expected {kind.__name__}, got {value!r}")
-    return value
-
-
-def override(config: TrainConfig, values: Mapping[str, Any]) -> TrainConfig:
-    """Return `config` with `values` applied; an unknown field or a wrong type is a ConfigError.
-
-    This is the one override path: CLI `--set`, config files, presets and Ray Tune trials use it.
-    """
-    changes = {}
-    for name, value in values.items():
-        if name not in FIELDS:
-            close = [f for f in FIELDS if f.startswith(name[:3])]
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ConfigError(name, f"unknown field{hint}")
-        changes[name] = _coerce(name, value)
-    return dataclasses.replace(config, **changes)
-
-
-def parse_set(items: list[str]) -> dict[str, str]:
-    """Parse `field=value` strings from `--set`."""
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(item, "expected --set field=value")
-        out[name.strip()] = value
-    return out
-
-
-def load_file(path: str | pathlib.Path) -> dict[str, Any]:
-    """Read a JSON or YAML file of `field: value` pairs."""
-    import yaml  # yaml is a superset of JSON, so one parser reads both.
-
-    p = pathlib.Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError("--config", f"file not found: {p}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError("--config", f"{p} is not valid JSON/YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError("--config", f"{p} must hold a mapping of field: value")
-    return data
-
-
-def validate(config: TrainConfig, num_replicas: int | None = None) -> TrainConfig:
-    """Check every value before anything is built; raise one ConfigError naming the field.
-
-    The checks live in `job.validation` (this module is the config's shape and its override
-    path); `num_replicas` adds the checks that need the device count.
-    """
-    from job.validation import check
-
-    return check(config, num_replicas)
-
-
-def resolve(
-    preset: str | None = None,
-    config_file: str | None = None,
-    sets: list[str] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> TrainConfig:
-    """Preset, then file, then `--set`, then `extra` (e.g. `--run`): the one way to build a config."""
-    name = preset or "default"
-    if name not in PRESETS:
-        raise ConfigError("--preset", f"{name!r} is not one of {sorted(PRESETS)}")
-    config = override(TrainConfig(), PRESETS[name].overrides)
-    if config_file:
-        config = override(config, load_file(config_file))
-    if sets:
-        config = override(config, parse_set(sets))
-    if extra:
-        config = override(config, {k: v for k, v in extra.items() if v is not None})
-    return validate(config)
-
-
-def from_json(text: str) -> TrainConfig:
-    """Read a config.json written by a run; unknown fields (from a newer version) are an error."""
-    return validate(override(TrainConfig(), json.loads(text)))

@@ -1,23 +1,22 @@
 """Every check of a `TrainConfig`, before anything is built: one ConfigError naming the field.
 
-Called through `job.config.validate` (which the CLI, the sweep space, the manifests' tests and
-the training loop use); kept apart so the config module stays the config's shape and its one
-override path.
+Reads the schema and the image geometry; neither imports this module (flax's and big_vision's
+configs import nothing of the code that checks them).
 """
 
 from __future__ import annotations
 
 import math
 
-from job.config import (
+from job.config.geometry import geometry
+from job.config.schema import (
     ACTIVATIONS, AUGMENTS, LOSSES, NORMS, PRECISIONS, RESOLUTIONS, XLA_MODES, TrainConfig,
-    upsampling_stages,
 )
 from job.errors import ConfigError
 from tfds_covidct.covid_ct.sources import LABELS
 
 
-def check(config: TrainConfig, num_replicas: int | None = None) -> TrainConfig:
+def validate(config: TrainConfig, num_replicas: int | None = None) -> TrainConfig:
     """Check every value before anything is built; raise one ConfigError naming the field."""
     c = config
     if c.dataset_config not in RESOLUTIONS:
@@ -69,11 +68,12 @@ def check(config: TrainConfig, num_replicas: int | None = None) -> TrainConfig:
             raise ConfigError(name, f"must be >= 0, got {getattr(c, name)}")
     if c.storage_retry_seconds < 0:
         raise ConfigError("storage_retry_seconds", f"must be >= 0, got {c.storage_retry_seconds}")
-    stages = upsampling_stages(c.height, c.width)
+    geo = geometry(c.height, c.width)
+    stages = geo.stages
     if stages == 0:
         raise ConfigError("dataset_config", f"{c.height}x{c.width} allows no 2x upsampling stage "
                           "(the short side must be at least 8 px)")
-    seed = f"{-(-c.height // 2**stages)}x{-(-c.width // 2**stages)}"  # ceil: see upsampling_stages
+    seed = f"{geo.seed[0]}x{geo.seed[1]}"
     for name, needed in (("g_depth", stages + 1), ("d_depth", stages)):
         if getattr(c, name) < needed:
             raise ConfigError(

@@ -1,7 +1,7 @@
 """Presets as data: each is a name, the fields it overrides on `TrainConfig`'s defaults, and the
 command that runs it with its expected cost (big_vision's configs open the same way).
 
-`job.config.resolve` applies them through the one override path, so a preset cannot name a field
+`job.config.overrides.resolve` applies them through the one override path, so a preset cannot name a field
 that does not exist or give it a wrong type.
 """
 
