@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from PIL import Image, PngImagePlugin
 
+from tfds_covidct.covid_ct.sources.labels import LABELS  # the real covid_ct classes, one list
 from tfds_covidct.errors import DatasetError
 
 GENERATOR_NAME = "covidct-gan"
@@ -21,7 +22,6 @@ REQUIRED_TAGS = {
     "generator": GENERATOR_NAME,
     "Comment": "Synthetic image drawn by a GAN (covidct-gan); not a patient scan.",
 }
-LABELS = ("covid", "non_covid")  # the real covid_ct label names, in the same order
 
 
 def png_info(tags: Mapping[str, Any]) -> PngImagePlugin.PngInfo:

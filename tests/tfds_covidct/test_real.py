@@ -57,7 +57,7 @@ def test_no_patient_paper_or_copy_is_on_both_sides(built):
 
     sample = pathlib.Path(SAMPLE)
     chestxray = {r["filename"]: r["patientid"] for r in csv.DictReader(open(sample / "chestxray_ct" / "metadata.csv"))}
-    with open(pathlib.Path(__file__).parents[1] / "tfds_covidct/covid_ct/noncovid_patients.csv") as f:
+    with open(pathlib.Path(__file__).parents[2] / "tfds_covidct/covid_ct/noncovid_patients.csv") as f:
         patients = {r["image name"]: r["patient id"] for r in csv.DictReader(l for l in f if not l.startswith("#"))}
     _, summaries = built
     with open(summaries["64"].audit_csv, newline="") as f:
