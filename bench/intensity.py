@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from bench.runners import strategy as one_replica
 from job.config import TrainConfig, override, resolve
 from job.metrics import HeldOutScorer

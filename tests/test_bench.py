@@ -31,7 +31,7 @@ def test_row_ratio_and_met_follow_the_direction():
 
 def test_a_gpu_prices_xla_with_mixed_precision_against_the_2x_target():
     # No GPU here: this holds the plan and the rows a GPU run gets to what the issue asks.
-    from bench.run import TARGET_GPU_VS_REFERENCE, scaling_rows, step_rows
+    from bench.step_rows import TARGET_GPU_VS_REFERENCE, scaling_rows, step_rows
     from bench.throughput import MULTI, NO_XLA, variant_plan
 
     plans = {gpu: {name: (changes, how) for name, changes, how in variant_plan("64", False, gpu)}
@@ -137,7 +137,7 @@ def test_reference_is_the_jobs_architecture_with_the_tutorials_batch_norm():
 def test_the_long_run_rows_price_the_step_the_checkpoint_and_the_whole_run():
     # A made-up CPU result with round numbers: the rows' arithmetic can be checked by hand.
     from bench import projection
-    from bench.run import long_run_rows
+    from bench.step_rows import long_run_rows
     from bench.throughput import LARGE_SETTING, NO_XLA, variant_plan
     from job.config import resolve
 
