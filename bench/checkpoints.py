@@ -21,7 +21,7 @@ def measure(preset: str) -> dict:
     from job import storage
     from job.checkpoint import CheckpointStore
     from job.config import resolve
-    from job.training.devices import one_replica_strategy
+    from job.training.strategy import one_replica_strategy
     from job.training.step import build_state
 
     config = resolve(preset)

@@ -71,11 +71,11 @@ CPU_REPLICAS = 2  # logical CPU devices the bench splits the CPU into (before TF
 
 def strategy(multi: bool = False) -> tf.distribute.Strategy:
     """1 replica (the first GPU, else the first logical CPU), or every GPU / 2 logical CPUs."""
-    from job.training import devices
+    from job.training import strategy as strategies
 
     if not multi:
-        return devices.one_replica_strategy()
-    return devices.strategy_for(0 if tf.config.list_logical_devices("GPU") else CPU_REPLICAS)
+        return strategies.one_replica_strategy()
+    return strategies.strategy_for(0 if tf.config.list_logical_devices("GPU") else CPU_REPLICAS)
 
 
 def random_images(config: TrainConfig, count: int, seed: int = 0) -> np.ndarray:

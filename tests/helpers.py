@@ -20,6 +20,26 @@ def random_images(n: int = 32, size: int = 28, seed: int = 0) -> tf.data.Dataset
     return tf.data.Dataset.from_tensor_slices(rng.randint(0, 256, (n, size, size, 1)).astype("uint8"))
 
 
+def one_step(config: C.TrainConfig, replicas: int, images: tf.data.Dataset | None = None):
+    """One training step on a fresh state over `replicas` devices, on the first global batch of
+    `images` (default: `random_images()`), with EMA decay 0.9: (state, {metric: float})."""
+    from job.training.data import epoch_batches
+    from job.training.step import build_state, make_train_step
+    from job.training.strategy import strategy_for
+
+    strategy = strategy_for(replicas)
+    state = build_state(config, strategy)
+    step = make_train_step(config, state, strategy)
+    images = random_images() if images is None else images
+    batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(images, config, 0))))
+    return state, {k: float(v) for k, v in step(batch, tf.constant(0.9)).items()}
+
+
+def flat_weights(*models) -> np.ndarray:
+    """Every weight of `models`, raveled into one float array (to compare two states)."""
+    return np.concatenate([v.numpy().ravel() for m in models for v in m.weights])
+
+
 def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """A true shift of (N, H, W, 1) images: content leaves one edge and black (-1) comes in."""
     out = np.full_like(images, -1.0)

@@ -2,6 +2,8 @@
 discriminator), generate and export by class. Real TFDS builds of the demo phantoms (ground-glass
 patches only in the covid class), real Keras models on 1 and 2 logical CPUs."""
 
+import collections
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,7 +14,7 @@ from job.export import export
 from job.generate import generate_pngs, load_generator
 from job.images import read_tags
 from job.training import data
-from job.training.devices import strategy_for
+from job.training.strategy import strategy_for
 from job.training.loop import fit
 from job.training.step import build_state, make_train_step
 from tests.helpers import smoke
@@ -21,12 +23,16 @@ pytestmark = pytest.mark.heavy
 
 
 def test_labels_select_the_classes_a_run_trains_on(demo_data, tmp_path):
-    everything, n_all = data.load_images(smoke(demo_data, tmp_path))
-    covid_only, n_covid = data.load_images(smoke(demo_data, tmp_path, labels="covid"))
-    names = data.class_names_of(smoke(demo_data, tmp_path))
-    counts = data.class_counts(everything, names)
+    every, covid = (data.describe(smoke(demo_data, tmp_path, labels=labels)) for labels in ("", "covid"))
+    everything, n_all = data.load_images(smoke(demo_data, tmp_path), dataset=every)
+    covid_only, n_covid = data.load_images(smoke(demo_data, tmp_path, labels="covid"), dataset=covid)
+    names = every.class_names
+    counts = {names[i]: n for i, n in collections.Counter(
+        everything.map(lambda ex: ex["label"]).as_numpy_iterator()).items()}
+    assert counts == every.class_counts  # what describe counted from labels alone is what loads
     assert counts["covid"] == n_covid and sum(counts.values()) == n_all > n_covid > 0
-    assert data.class_counts(covid_only, names) == {"covid": n_covid}
+    assert {names[l] for l in covid_only.map(lambda ex: ex["label"]).as_numpy_iterator()} == {"covid"}
+    assert covid.class_counts == {"covid": n_covid} and covid.class_ids == [names.index("covid")]
     with pytest.raises(ConfigError, match="labels"):
         data.load_images(smoke(demo_data, tmp_path, labels="covid19"))
 

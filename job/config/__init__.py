@@ -11,19 +11,19 @@
     covidct train --preset smoke --dry-run     # prints the resolved config, builds nothing
 """
 
-from job.config.checks import validate
+from job.config.checks import check_name, check_replicas, checked, validate
 from job.config.geometry import MAX_UPSAMPLING_STAGES, upsampling_stages
 from job.config.overrides import from_json, load_file, override, parse_set, resolve
 from job.config.presets import PRESETS, Preset
 from job.config.schema import (
-    ACTIVATIONS, AUGMENTS, FIELDS, LOSSES, NORMS, PRECISIONS, RESOLUTIONS, RESUMABLE_FIELDS,
+    ACTIVATIONS, AUGMENTS, FIELDS, LOSSES, MODELS, NORMS, PRECISIONS, RESOLUTIONS, RESUMABLE_FIELDS,
     XLA_MODES, TrainConfig, identity_changes,
 )
 from job.errors import ConfigError
 
 __all__ = [
-    "ACTIVATIONS", "AUGMENTS", "FIELDS", "LOSSES", "NORMS", "PRECISIONS", "RESOLUTIONS",
+    "ACTIVATIONS", "AUGMENTS", "FIELDS", "LOSSES", "MODELS", "NORMS", "PRECISIONS", "RESOLUTIONS",
     "RESUMABLE_FIELDS", "XLA_MODES", "MAX_UPSAMPLING_STAGES", "PRESETS", "ConfigError", "Preset",
-    "TrainConfig", "from_json", "identity_changes", "load_file", "override", "parse_set",
-    "resolve", "upsampling_stages", "validate",
+    "TrainConfig", "check_name", "check_replicas", "checked", "from_json", "identity_changes",
+    "load_file", "override", "parse_set", "resolve", "upsampling_stages", "validate",
 ]

@@ -2,6 +2,12 @@
 
 Reads the schema and the image geometry; neither imports this module (flax's and big_vision's
 configs import nothing of the code that checks them).
+
+A config is validated once, where it enters (the CLI's `resolve`, a run's `from_json`, a sweep
+trial's config): `validate` marks the (frozen, so still valid) instance, and `checked` - what
+`fit` calls - passes a marked config on as it is. Any change (`override`, `dataclasses.replace`)
+makes a new, unmarked instance. The checks that need the device count (`check_replicas`) run
+once more where it is known: the run's plan.
 """
 
 from __future__ import annotations
@@ -10,19 +16,70 @@ import math
 
 from job.config.geometry import geometry
 from job.config.schema import (
-    ACTIVATIONS, AUGMENTS, LOSSES, NORMS, PRECISIONS, RESOLUTIONS, XLA_MODES, TrainConfig,
+    ACTIVATIONS, AUGMENTS, LOSSES, MODELS, NORMS, PRECISIONS, RESOLUTIONS, XLA_MODES, TrainConfig,
 )
 from job.errors import ConfigError
 from tfds_covidct.covid_ct.sources import LABELS
 
 
+_MARK = "_validated"  # an instance attribute, not a field: no override, file or --set can set it
+
+
 def validate(config: TrainConfig, num_replicas: int | None = None) -> TrainConfig:
-    """Check every value before anything is built; raise one ConfigError naming the field."""
+    """Check every value before anything is built, then mark `config` as validated.
+
+    `num_replicas` adds `check_replicas`. Returns `config` itself.
+
+    Raises:
+        ConfigError (exit 2): the first bad value, naming its field.
+    """
+    _check_fields(config)
+    if num_replicas is not None:
+        check_replicas(config, num_replicas)
+    object.__setattr__(config, _MARK, True)  # frozen: the values the checks saw cannot change
+    return config
+
+
+def checked(config: TrainConfig) -> TrainConfig:
+    """`config` as it is if `validate` passed it, else validated now (a config built by
+    `override` in a bench or a test); `fit` starts with this instead of a second validation."""
+    return config if getattr(config, _MARK, False) else validate(config)
+
+
+def check_name(field: str, name: str) -> None:
+    """A run's or a sweep's name becomes one folder of a URI: refuse '', '.', '..', '/' and
+    surrounding spaces (a name of '..' would write beside the runs folder, not in it).
+
+    Raises:
+        ConfigError (exit 2), naming `field` (e.g. "name", or a flag such as "--name").
+    """
+    if name != name.strip() or name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise ConfigError(field, f"{name!r} must be a folder name: not empty, '.' or '..', no "
+                          "slash or backslash, no surrounding spaces")
+
+
+def check_replicas(config: TrainConfig, num_replicas: int) -> None:
+    """The checks that need the replica count, once it is known (the run's plan, a sweep's).
+
+    Raises:
+        ConfigError (exit 2): a global batch the replicas cannot split evenly, or one that leaves
+            batch norm fewer than 2 examples per replica.
+    """
+    gb = config.global_batch_size
+    if gb % num_replicas:
+        raise ConfigError("global_batch_size", f"{gb} is not divisible by the {num_replicas} replicas")
+    if config.norm == "batch" and gb // num_replicas < 2:
+        raise ConfigError("global_batch_size", f"{gb // num_replicas} sample(s) per replica; batch "
+                          "normalisation needs at least 2")
+
+
+def _check_fields(config: TrainConfig) -> None:
+    """Every check that needs the config alone."""
     c = config
     if c.dataset_config not in RESOLUTIONS:
         raise ConfigError("dataset_config", f"{c.dataset_config!r} is not one of {sorted(RESOLUTIONS)}")
-    choices = {"activation": ACTIVATIONS, "norm": NORMS, "loss": LOSSES, "precision": PRECISIONS,
-               "xla": XLA_MODES}
+    choices = {"model": MODELS, "activation": ACTIVATIONS, "norm": NORMS, "loss": LOSSES,
+               "precision": PRECISIONS, "xla": XLA_MODES}
     for name, allowed in choices.items():
         if getattr(c, name) not in allowed:
             raise ConfigError(name, f"{getattr(c, name)!r} is not one of {list(allowed)}")
@@ -68,6 +125,9 @@ def validate(config: TrainConfig, num_replicas: int | None = None) -> TrainConfi
             raise ConfigError(name, f"must be >= 0, got {getattr(c, name)}")
     if c.storage_retry_seconds < 0:
         raise ConfigError("storage_retry_seconds", f"must be >= 0, got {c.storage_retry_seconds}")
+    if c.lease_seconds <= 0 or c.lease_wait_seconds < 0:
+        raise ConfigError("lease_seconds" if c.lease_seconds <= 0 else "lease_wait_seconds",
+                          f"must be > 0 and >= 0, got {c.lease_seconds} and {c.lease_wait_seconds}")
     geo = geometry(c.height, c.width)
     stages = geo.stages
     if stages == 0:
@@ -82,18 +142,4 @@ def validate(config: TrainConfig, num_replicas: int | None = None) -> TrainConfi
                 f"least {needed} (one per 2x stage from the {seed} seed map"
                 + (", plus the dense projection)" if name == "g_depth" else ")"),
             )
-    if c.name != c.name.strip() or not c.name or "/" in c.name:
-        raise ConfigError("name", f"{c.name!r} must be a non-empty name without '/'")
-    if num_replicas is not None:
-        if c.global_batch_size % num_replicas:
-            raise ConfigError(
-                "global_batch_size",
-                f"{c.global_batch_size} is not divisible by the {num_replicas} replicas",
-            )
-        if c.norm == "batch" and c.global_batch_size // num_replicas < 2:
-            raise ConfigError(
-                "global_batch_size",
-                f"{c.global_batch_size // num_replicas} sample(s) per replica; batch "
-                "normalisation needs at least 2",
-            )
-    return c
+    check_name("name", c.name)

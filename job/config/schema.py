@@ -21,6 +21,8 @@ LOSSES = ("bce", "hinge")
 PRECISIONS = ("float32", "mixed_float16")
 XLA_MODES = ("auto", "on", "off")
 AUGMENTS = ("translation", "cutout", "color")
+# Architectures: each a module of job/training/models/ (its layer plans and builders).
+MODELS = ("dcgan",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +44,8 @@ class TrainConfig:
     name: str = "default"
     run_uri: str = ""
 
-    # Models (see job/training/layer_plan.py for how depth and stages combine).
+    # Models (see job/training/models/ for how depth and stages combine).
+    model: str = "dcgan"  # the architecture: one of MODELS, a module of job/training/models/
     latent_dim: int = 100
     g_depth: int = 11  # hidden layers of the generator: dense + upsampling stages + stride-1 convs
     d_depth: int = 8  # hidden conv layers of the discriminator: downsampling stages + stride-1

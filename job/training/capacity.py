@@ -2,10 +2,10 @@
 
     covidct train --preset seed336x504 --dry-run   # prints these figures per model
 
-From a plan (`job.training.layer_plan`, which the builders read too; a test holds `count_params`
-and the bench's FLOP count to these numbers) come the parameters, the forward FLOPs per image,
-the discriminator's receptive field and the bytes of a checkpoint, so the CLI, the run's plan
-line, the bench and the README's preset table quote one set of figures.
+From an architecture's plans (`job.training.models`, which its builders read too; a test holds
+`count_params` and the bench's FLOP count to these numbers) come the parameters, the forward
+FLOPs per image, the discriminator's receptive field and the bytes of a checkpoint, so the CLI,
+the run's plan line, the bench and the README's preset table quote one set of figures.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import dataclasses
 
 from job.config import TrainConfig
 from job.config.geometry import Geometry, geometry
-from job.training.layer_plan import Layer, discriminator_plan, generator_plan
+from job.training.layer_plan import Layer
+from job.training.models import discriminator_plan, generator_plan
 
 BYTES_PER_PARAMETER = 4  # variables stay float32, also under mixed precision
 BALANCE_LIMIT = 4.0  # G and D parameter counts within this factor of each other: "ok"

@@ -8,6 +8,7 @@ epoch's batches are the same whatever the number of replicas, and a run resumed 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -25,8 +26,55 @@ DROPOUT_SALT = 1 << 40  # keeps the dropout seeds' stream apart from z's and the
 SHUFFLE_SALT = 17  # second word of the per-epoch permutation seed (the first is the epoch seed)
 
 
-def _builder(config: TrainConfig, split: str) -> tfds.core.DatasetBuilder:
-    """The prepared covid_ct builder of the run's data_dir (a verified local copy of a bucket's)."""
+@dataclasses.dataclass(frozen=True)
+class Description:
+    """The run's dataset as `describe` found it: one opening of the prepared builder.
+
+    `class_counts`: training images per selected class that has any, in label-index order.
+    """
+
+    name: str  # "covid_ct/<dataset_config>"
+    class_names: tuple[str, ...]  # every class of the dataset, in label-index order
+    class_counts: dict[str, int]
+    builder: tfds.core.DatasetBuilder = dataclasses.field(compare=False, repr=False)
+
+    @property
+    def train_images(self) -> int:
+        return sum(self.class_counts.values())
+
+    @property
+    def class_ids(self) -> list[int]:
+        """Label indices of the classes the run trains on (`class_counts`' keys)."""
+        return [self.class_names.index(name) for name in self.class_counts]
+
+    def builder_for(self, split: str) -> tfds.core.DatasetBuilder:
+        """The builder, once it is known to hold `split`.
+
+        Raises:
+            ConfigError (exit 2): the prepared dataset has no such split.
+        """
+        return _with_split(self.builder, self.name, split)
+
+
+def _with_split(builder: tfds.core.DatasetBuilder, name: str, split: str) -> tfds.core.DatasetBuilder:
+    if split not in builder.info.splits:
+        raise ConfigError("data_dir", f"dataset {name} in {builder.data_dir!r} has no split {split!r}")
+    return builder
+
+
+def describe(config: TrainConfig) -> Description:
+    """Open the run's prepared covid_ct builder once (a verified local copy of a bucket's data_dir)
+    and say what it trains on: class names from the builder's info, images per selected class
+    from a pass over the training split's labels (images are not decoded).
+
+    The loop, the plan line and the sweep driver read this one description.
+
+    Raises:
+        ConfigError (exit 2): the dataset is not prepared in data_dir (or by another builder
+            version), holds demo phantoms the config does not allow, has no training split, or
+            `labels` names a class it does not have.
+        StorageError (exit 1): data_dir cannot be read.
+    """
     import tfds_covidct.covid_ct.covid_ct_dataset_builder  # noqa: F401  (registers covid_ct)
 
     name = f"{DATASET}/{config.dataset_config}"
@@ -47,20 +95,29 @@ def _builder(config: TrainConfig, split: str) -> tfds.core.DatasetBuilder:
             f"covidct prepare --demo --config {config.dataset_config} --data-dir {config.data_dir} "
             "(or --manual-dir DIR for real scans)"
         )
-    if split not in builder.info.splits:
-        raise ConfigError("data_dir", f"dataset {name} in {config.data_dir!r} has no split {split!r}")
-    return builder
+    names = tuple(builder.info.features["label"].names)
+    ids = selected_class_ids(config, names)
+    labels = _with_split(builder, name, "train").as_dataset(
+        split="train", shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
+    per_class = np.bincount(np.fromiter(labels.map(lambda ex: ex["label"]).as_numpy_iterator(),
+                                        np.int64), minlength=len(names))
+    counts = {n: int(c) for i, (n, c) in enumerate(zip(names, per_class))
+              if c and (ids is None or i in ids)}
+    return Description(name, names, counts, builder)
 
 
-def load_images(config: TrainConfig, split: str = "train") -> tuple[tf.data.Dataset, int]:
+def load_images(config: TrainConfig, split: str = "train",
+                dataset: Description | None = None) -> tuple[tf.data.Dataset, int]:
     """The split's examples of the selected classes (`config.labels`), cached in memory, and how
     many there are: {"image": uint8 (H, W, 1), "label": int64 index into `class_names`}.
+    `dataset`: the run's `describe(config)` (opened here if not given).
 
     Raises:
         ConfigError: the dataset is not prepared, or `labels` names a class it does not have.
     """
-    builder = _builder(config, split)
-    ids = selected_class_ids(config, class_names(builder))
+    dataset = dataset or describe(config)
+    builder = dataset.builder_for(split)
+    ids = selected_class_ids(config, dataset.class_names)
     ds = builder.as_dataset(split=split, shuffle_files=False, read_config=tfds.ReadConfig(
         shuffle_seed=0, interleave_cycle_length=1))
     ds = ds.map(lambda ex: {"image": ex["image"], "label": ex["label"]},
@@ -69,16 +126,9 @@ def load_images(config: TrainConfig, split: str = "train") -> tuple[tf.data.Data
         return ds.cache(), builder.info.splits[split].num_examples
     wanted = tf.constant(ids, tf.int64)
     ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["label"], wanted))).cache()
+    if split == "train":
+        return ds, dataset.train_images
     return ds, int(ds.reduce(0, lambda n, _: n + 1).numpy())
-
-
-def class_names(builder: tfds.core.DatasetBuilder) -> tuple[str, ...]:
-    return tuple(builder.info.features["label"].names)
-
-
-def class_names_of(config: TrainConfig) -> tuple[str, ...]:
-    """The class names of the run's dataset, in label-index order."""
-    return class_names(_builder(config, "train"))
 
 
 def selected_class_ids(config: TrainConfig, names: tuple[str, ...]) -> list[int] | None:
@@ -87,14 +137,6 @@ def selected_class_ids(config: TrainConfig, names: tuple[str, ...]) -> list[int]
     if unknown:
         raise ConfigError("labels", f"{unknown} not among the dataset's classes {list(names)}")
     return [names.index(n) for n in config.label_names] or None
-
-
-def class_counts(images: tf.data.Dataset, names: tuple[str, ...]) -> dict[str, int]:
-    """Images per class name (`names`: `class_names_of`), for the plan line; `images` is what
-    `load_images` returned."""
-    labels = np.asarray(list(images.map(lambda ex: ex["label"]).as_numpy_iterator()), np.int64)
-    counts = np.bincount(labels, minlength=len(names))
-    return {name: int(c) for name, c in zip(names, counts) if c}
 
 
 def to_float(images: tf.Tensor) -> tf.Tensor:
@@ -188,9 +230,9 @@ def real_sample(images: tf.data.Dataset, n: int) -> np.ndarray:
     return to_float(batch["image"] if isinstance(batch, dict) else batch).numpy()
 
 
-def load_holdout(config: TrainConfig) -> np.ndarray:
+def load_holdout(config: TrainConfig, dataset: Description | None = None) -> np.ndarray:
     """The test split's images of the selected classes, in [-1, 1] (N, H, W, 1) float32."""
-    images, is_covid = load_split(config, "test")
+    images, is_covid = load_split(config, "test", dataset)
     if config.label_names and is_covid is not None and len(set(config.label_names)) == 1:
         images = images[is_covid if config.label_names[0] == COVID else ~is_covid]
     return images
@@ -215,10 +257,11 @@ def fixed_noise(config: TrainConfig, n: int, salt: int = 0) -> tf.Tensor:
     return tf.random.stateless_normal([n, config.latent_dim], seed=[config.seed, 7919 + salt])
 
 
-def load_split(config: TrainConfig, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+def load_split(config: TrainConfig, split: str, dataset: Description | None = None,
+               ) -> tuple[np.ndarray, np.ndarray | None]:
     """All images of a split in [-1, 1] as (N, H, W, 1) float32, and is-covid flags (N,) bool
-    (None if the dataset has no label feature with a covid class)."""
-    builder = _builder(config, split)
+    (None if the dataset has no label feature with a covid class). `dataset`: as `load_images`."""
+    builder = (dataset or describe(config)).builder_for(split)
     label = builder.info.features["label"] if "label" in builder.info.features.keys() else None
     names = list(getattr(label, "names", []) or [])
     images, labels = [], []

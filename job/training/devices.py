@@ -1,4 +1,5 @@
-"""Which devices a run uses: all visible GPUs, or the CPU split into N logical devices.
+"""Which devices a run uses: all visible GPUs, or the CPU split into N logical devices (the
+strategy over them: `job.training.strategy`).
 
 Splitting the CPU lets the multi-replica MirroredStrategy path run (and be tested) on any machine.
 TensorFlow fixes logical devices when it initialises, so this must run before anything else
@@ -6,8 +7,6 @@ touches TF; afterwards it can only check that what exists is enough.
 """
 
 from __future__ import annotations
-
-import functools
 
 import tensorflow as tf
 
@@ -49,25 +48,3 @@ def replica_devices(cpu_replicas: int) -> list[str]:
             "call configure_cpu_replicas before TensorFlow initialises"
         )
     return [d.name for d in cpus[:n]]
-
-
-@functools.lru_cache(maxsize=None)
-def _strategy(devices: tuple[str, ...]) -> tf.distribute.MirroredStrategy:
-    return tf.distribute.MirroredStrategy(list(devices))
-
-
-def strategy_for(cpu_replicas: int) -> tf.distribute.MirroredStrategy:
-    """One MirroredStrategy per device set per process.
-
-    A second MirroredStrategy over the same devices in one process reuses collective instance keys
-    and aborts with "Shape mismatch in the collective instance" (seen on TF 2.21), so runs in the
-    same process (tests, Ray's reused actors) share one.
-    """
-    return _strategy(tuple(replica_devices(cpu_replicas)))
-
-
-def one_replica_strategy() -> tf.distribute.MirroredStrategy:
-    """A MirroredStrategy on one device: the first GPU if any, else the first CPU (benchmarks
-    price the strategy wrapper and single-device speed with it)."""
-    gpus = tf.config.list_logical_devices("GPU")
-    return _strategy((gpus[0].name if gpus else replica_devices(1)[0],))

@@ -1,36 +1,16 @@
-"""The models' layer plans, as pure arithmetic: no TensorFlow, nothing built.
+"""The vocabulary of a model's layer plan, as pure arithmetic: no TensorFlow, nothing built.
 
     covidct train --preset seed336x504 --dry-run   # prints these figures per model
 
-`generator_plan` / `discriminator_plan` say, layer by layer, what `job.training.models` builds for
-a config (the builders read the same plans); `job.training.capacity` prices them.
-
-Geometry, for any H×W (square or not, powers of two or not):
-
-- `stages` = `upsampling_stages(H, W)` 2x steps: the most that keep the seed map's short side at
-  4-8 px (its sides are ceil(H / 2^stages) x ceil(W / 2^stages)); it, the seed map and the crop
-  are computed once, in `job.config.geometry`, which the config's checks read too;
-- the generator upsamples the seed map until the sides are a whole fraction of H×W again
-  (H / 2^j x W / 2^j, j = the 2-powers H and W share, at most `stages`), crops the centre there,
-  and runs the last j stages on exact sizes: 336x504 goes 6x8 -> 12x16 -> 24x32 -> 48x64, crop
-  42x63 -> 84x126 -> 168x252 -> 336x504. Nothing is generated that is thrown away at full size;
-- the discriminator has its own stages: stride-2 convolutions ('same' padding, so ceil-halving)
-  down to the same few pixels (336x504 -> ... -> 11x16 -> 6x8), then a dense read-out. Its
-  receptive field grows with every stage and every stride-1 layer at a coarse level, so it sees
-  the whole lung field, not texture patches.
-
-Widths double per stage away from the image, capped at `max_filters`; depth (`g_depth` and
-`d_depth`: hidden weight layers, the seed project's measure) beyond the stages goes to stride-1
-3x3 layers at the coarsest levels, where it is cheap.
+An architecture (`job.training.models.<name>`) lays its generator and discriminator out as lists
+of `Layer`s; `job.training.capacity` prices them (parameters, FLOPs, receptive field) and
+`job.training.models.layers.apply_plan` builds them, so the figures and the models cannot drift.
+`spread` and `width` are the usual ways depth and width grow with the stages.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-
-from job.config import TrainConfig
-from job.config.geometry import geometry, upsampling_stages
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
@@ -97,7 +77,7 @@ class Layer:
         return 0
 
 
-def _spread(extra: int, levels: int) -> list[int]:
+def spread(extra: int, levels: int) -> list[int]:
     """How many stride-1 layers each resolution level gets, lowest level first (round-robin)."""
     counts = [0] * levels
     for i in range(max(extra, 0)):
@@ -105,53 +85,5 @@ def _spread(extra: int, levels: int) -> list[int]:
     return counts
 
 
-def _width(base: int, level_from_image: int, cap: int) -> int:
+def width(base: int, level_from_image: int, cap: int) -> int:
     return min(base * 2**level_from_image, cap)
-
-
-def generator_plan(config: TrainConfig) -> list[Layer]:
-    """Latent (latent_dim,) -> image (H, W, 1): what `models.build_generator` builds."""
-    geo = geometry(config.height, config.width)
-    stages = geo.stages
-    norm = config.norm == "batch"
-    extra = _spread(config.g_depth - 1 - stages, stages)  # the dense projection is layer 1
-    h, w = geo.seed
-    c = _width(config.g_filters, stages, config.max_filters)
-    plan = [Layer("dense", (config.latent_dim,), (h * w * c,), bias=False, norm=norm, act=True),
-            Layer("reshape", (h * w * c,), (h, w, c))]
-    for level in range(stages + 1):  # level 0 is the seed map, level `stages` the image
-        if level == geo.crop_level and geo.crops:
-            (top, left) = ((h - geo.crop_to[0]) // 2, (w - geo.crop_to[1]) // 2)
-            cut = ((top, h - geo.crop_to[0] - top), (left, w - geo.crop_to[1] - left))
-            plan.append(Layer("crop", (h, w, c), (*geo.crop_to, c), crop=cut))
-            h, w = geo.crop_to
-        if level == stages:
-            break
-        for _ in range(extra[level]):
-            plan.append(Layer("conv", (h, w, c), (h, w, c), 3, 1, bias=False, norm=norm, act=True))
-        out = _width(config.g_filters, stages - level - 1, config.max_filters)
-        plan.append(Layer("deconv", (h, w, c), (2 * h, 2 * w, out), 4, 2, bias=False, norm=norm,
-                          act=True))
-        h, w, c = 2 * h, 2 * w, out
-    plan.append(Layer("conv", (h, w, c), (h, w, 1), 3, 1))  # then tanh
-    return plan
-
-
-def discriminator_plan(config: TrainConfig) -> list[Layer]:
-    """Image (H, W, 1) -> one logit: what `models.build_discriminator` builds."""
-    stages = upsampling_stages(config.height, config.width)
-    norm = config.norm == "batch"
-    extra = _spread(config.d_depth - stages, stages)
-    h, w, c = config.height, config.width, 1
-    plan = []
-    for step in range(stages):  # image resolution first, lowest resolution last
-        level = stages - 1 - step  # the generator's level numbering: 0 is the coarsest
-        out = _width(config.d_filters, step, config.max_filters)
-        nh, nw = math.ceil(h / 2), math.ceil(w / 2)  # 'same' padding, stride 2
-        # DCGAN: no normalisation on the first layer, which sees the raw image.
-        plan.append(Layer("conv", (h, w, c), (nh, nw, out), 4, 2, norm=norm and step > 0, act=True))
-        h, w, c = nh, nw, out
-        for _ in range(extra[level]):
-            plan.append(Layer("conv", (h, w, c), (h, w, c), 3, 1, norm=norm, act=True))
-    plan += [Layer("flatten", (h, w, c), (h * w * c,)), Layer("dense", (h * w * c,), (1,))]
-    return plan

@@ -25,17 +25,19 @@ import tensorflow as tf
 
 from job import storage
 from job.checkpoint import CheckpointStore, restore
-from job.config import TrainConfig, validate
+from job.config import TrainConfig
+from job.config.checks import checked
 from job.errors import Diverged, Preempted
 from job.metrics import inception, registry
 from job.metrics.heldout import HeldOutScorer
 from job.training import data
-from job.training.devices import configure_cpu_replicas, strategy_for
+from job.training.devices import configure_cpu_replicas
 from job.training.outputs import RunFiles
 from job.training.plan import make_plan
 from job.training.preemption import SigtermFlag, preempt
 from job.training.standing_stats import standing_statistics
 from job.training.step import Stepper, build_state, make_generate, make_train_step
+from job.training.strategy import make_strategy
 
 log = logging.getLogger("covidct")
 
@@ -85,7 +87,8 @@ def fit(
     """Train (or continue) the run described by `config`; returns the last epoch's metrics.
 
     Args:
-        config: a validated `TrainConfig`.
+        config: a `TrainConfig`, validated where it entered (`resolve`, a trial); one that
+            is not (built by `override`) is validated here.
         callbacks: called after every epoch with an `EpochReport`.
         resume_from: a local checkpoint folder to start from instead of the run URI's newest
             (Ray Tune hands trials their checkpoint this way).
@@ -98,19 +101,18 @@ def fit(
         ConfigError: a bad value, a changed run identity, a batch larger than the data (exit 2).
         StorageError: the run URI or data_dir cannot be used (exit 1).
     """
-    validate(config)
+    config = checked(config)
     configure_cpu_replicas(config.cpu_replicas)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = strategy_for(config.cpu_replicas)
+    strategy = make_strategy(config)
     replicas = strategy.num_replicas_in_sync
-    validate(config, num_replicas=replicas)
     storage.check_reachable(config.resolved_run_uri)
 
-    images, count = data.load_images(config)
-    names = data.class_names_of(config)
-    counts = data.class_counts(images, names)
-    plan = make_plan(config, count, replicas, counts)
+    dataset = data.describe(config)  # the dataset, opened once for the whole run
+    images, count = data.load_images(config, dataset=dataset)
+    names, counts = dataset.class_names, dataset.class_counts
+    plan = make_plan(config, count, replicas, counts)  # with the checks that need the replicas
     log.info(plan.describe(config))
 
     files = RunFiles(config)
@@ -140,7 +142,7 @@ def fit(
     extractor = inception.extractor(config.inception_weights)
     # Every metrics epoch also scores against the hold-out split (real scans the run never sees),
     # beside its real floor: what picks the best checkpoint (registry.SELECTION_METRIC).
-    heldout = HeldOutScorer(real, data.load_holdout(config), seed=config.seed)
+    heldout = HeldOutScorer(real, data.load_holdout(config, dataset), seed=config.seed)
     selection = registry.SELECTION_METRIC
     best = store.best()
     best_value = best[1] if best is not None else None

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from job.config import TrainConfig, validate
+from job.config import TrainConfig
+from job.config.checks import check_replicas
 from job.training.capacity import capacity
 from job.errors import ConfigError
 from job.training.step import use_xla
@@ -58,7 +59,7 @@ def make_plan(config: TrainConfig, train_images: int, replicas: int,
             "global_batch_size",
             f"{gb} is larger than the training set ({train_images} images): no full batch per "
             f"epoch; use --set global_batch_size={max(2 * replicas, train_images // 4)}")
-    validate(config, num_replicas=replicas)
+    check_replicas(config, replicas)
     steps = train_images // gb
     return Plan(train_images, replicas, steps, gb // replicas, steps * gb / 1000,
                 steps * gb * config.epochs / 1000, use_xla(config, replicas),

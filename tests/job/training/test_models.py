@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from job import config as C
-from job.training.models import build_discriminator, build_generator, hidden_layer_count
+from job.training.models import build_discriminator, build_generator
+from job.training.models.layers import hidden_layer_count
 
 
 @pytest.mark.parametrize("preset", ["smoke", "demo", "seed28", "default"])
@@ -52,3 +53,17 @@ def test_relu_and_dropout_are_wired_in():
     config = C.resolve("smoke", sets=["activation=relu", "dropout=0.25"])
     layers = [type(l).__name__ for l in build_discriminator(config).layers]
     assert "ReLU" in layers and "LeakyReLU" not in layers and "SeededDropout" in layers
+
+
+@pytest.mark.parametrize("name", C.MODELS)
+def test_every_architecture_gives_its_plans_and_builders(name):
+    """The contract of a module of job/training/models/: what capacity and the step call."""
+    from job.training import models
+
+    config = C.resolve("smoke", sets=[f"model={name}"])
+    module = models.architecture(config)
+    assert module.__name__ == f"job.training.models.{name}"
+    g, d = models.generator_plan(config), models.discriminator_plan(config)
+    assert g[-1].out_shape == (config.height, config.width, 1) and d[-1].out_shape == (1,)
+    assert models.build_generator(config).count_params() == sum(l.all_params for l in g)
+    assert models.build_discriminator(config).count_params() == sum(l.all_params for l in d)

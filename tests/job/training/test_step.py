@@ -9,25 +9,14 @@ import tensorflow as tf
 from job import config as C
 from job.training.augment import AUG_PARAMS, augment
 from job.training.data import epoch_batches, run_batches
-from job.training.devices import strategy_for
-from tests.helpers import random_images
+from job.training.strategy import strategy_for
+from tests.helpers import flat_weights, one_step, random_images
 from job.training.step import build_state, make_train_step, per_example_losses, use_xla
 
 
-def _stepped_state(config, replicas):
-    """The state after one training step on the first batch, and that step's metrics."""
-    strategy = strategy_for(replicas)
-    state = build_state(config, strategy)
-    step = make_train_step(config, state, strategy)
-    batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(random_images(), config, 0))))
-    return state, {k: float(v) for k, v in step(batch, tf.constant(0.9)).items()}
-
-
 def _one_step(config, replicas):
-    state, metrics = _stepped_state(config, replicas)
-    weights = np.concatenate([v.numpy().ravel() for v in state.generator.weights + state.discriminator.weights])
-    ema = np.concatenate([v.numpy().ravel() for v in state.ema_generator.weights])
-    return metrics, weights, ema
+    state, metrics = one_step(config, replicas)
+    return metrics, flat_weights(state.generator, state.discriminator), flat_weights(state.ema_generator)
 
 
 def test_one_and_two_replicas_give_the_same_update_on_the_same_global_batch():
@@ -169,7 +158,7 @@ def test_mixed_precision_step_trains_float32_weights_with_a_scaled_loss(replicas
     config = C.resolve("smoke", sets=["global_batch_size=16", "precision=mixed_float16"])
     # build_state seeds the initialisers: a second build holds the weights before the step.
     start = [v.numpy() for v in build_state(config, strategy_for(replicas)).generator.trainable_variables]
-    state, m = _stepped_state(config, replicas)
+    state, m = one_step(config, replicas)
     reference, _, _ = _one_step(C.override(config, {"precision": "float32"}), replicas)
     assert type(state.g_opt).__name__ == "LossScaleOptimizer"
     assert {v.dtype for v in state.generator.weights} == {"float32"}

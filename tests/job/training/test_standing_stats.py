@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from job import config as C
 from job.metrics import intensity_w1
-from job.training.devices import strategy_for
+from job.training.strategy import strategy_for
 from job.training.models import generator_inputs
 from job.training.standing_stats import batch_norm_layers, standing_statistics
 from job.training.step import build_state

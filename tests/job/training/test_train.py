@@ -4,6 +4,7 @@ Runs are the smoke preset on the 28x28 demo phantoms: real models, real Mirrored
 logical CPUs, real TFDS data, real checkpoints; a few seconds each.
 """
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -16,11 +17,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from job import storage
+from job import cli, storage
+from job.config import checks
 from job import run as run_layout
 from job.checkpoint import CheckpointStore, restore
-from job.training.devices import strategy_for
-from job.errors import UserError
+from job.training.strategy import strategy_for
+from job.errors import ConfigError, UserError
 from job.generate import generate_pngs
 from job.images import read_tags
 from job.training.step import build_state
@@ -43,11 +45,22 @@ def checkpoint_arrays(run_uri):
             if "save_counter" not in k and k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
 
 
-def test_two_replica_run_writes_every_output(demo_data, tmp_path):
+def count_validations(monkeypatch) -> list[str]:
+    """The names of the configs `validate` checks from now on (however it was imported)."""
+    calls, real = [], checks._check_fields
+    monkeypatch.setattr(checks, "_check_fields", lambda config: (calls.append(config.name), real(config))[1])
+    return calls
+
+
+def test_two_replica_run_writes_every_output_and_validates_its_config_once(demo_data, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    final = fit(smoke(demo_data, run, cpu_replicas=2))
-    assert final["kimg"] > 0 and np.isfinite(final["g_loss"]) and np.isfinite(final["d_loss"])
+    validations = count_validations(monkeypatch)
+    assert cli.main(["train", "--preset", "smoke", "--run", str(run), "--set", f"data_dir={demo_data}",
+                     "--cpu-replicas", "2"]) == 0
+    assert validations == ["smoke"]  # where it entered (resolve); fit and the plan trust it
     history = lines(run / run_layout.METRICS)
+    final = history[-1]
+    assert final["kimg"] > 0 and np.isfinite(final["g_loss"]) and np.isfinite(final["d_loss"])
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(np.isfinite(h["swd"]) and h["swd"] > 0 for h in history)
     assert json.loads((run / run_layout.CONFIG).read_text())["cpu_replicas"] == 2
@@ -60,6 +73,18 @@ def test_two_replica_run_writes_every_output(demo_data, tmp_path):
     assert any((run / run_layout.EVENTS).iterdir())
     exported = tf.keras.models.load_model(run / run_layout.EXPORT)
     assert exported.output_shape == (None, 28, 28, 1)
+
+
+def test_a_sweep_trial_validates_its_config_once(demo_data, tmp_path, monkeypatch):
+    from tune import trainable
+
+    base = smoke(demo_data, tmp_path).to_dict()
+    validations = count_validations(monkeypatch)
+    config = trainable.trial_config(base, {"g_lr": 3e-4}, str(tmp_path / "sweep"), "trial_1")
+    assert validations == ["trial_1"] and config.g_lr == 3e-4
+    assert checks.checked(config) is config and validations == ["trial_1"]  # what fit starts with
+    with pytest.raises(ConfigError, match="g_lr"):  # a changed config is a new, unchecked one
+        checks.checked(dataclasses.replace(config, g_lr=-1.0))
 
 
 def test_rerun_resumes_from_the_newest_checkpoint_and_keeps_history(demo_data, tmp_path):

@@ -18,11 +18,9 @@ from PIL import Image
 
 from job import config as C
 from job import run as run_layout
+from tests.helpers import flat_weights, one_step
 from job.images import read_tags
-from job.training.data import epoch_batches
-from job.training.devices import strategy_for
 from job.training.loop import fit
-from job.training.step import build_state, make_train_step
 
 pytestmark = pytest.mark.heavy
 
@@ -35,13 +33,8 @@ def _images(n=8, seed=0):
 
 
 def _one_step(config, replicas):
-    strategy = strategy_for(replicas)
-    state = build_state(config, strategy)
-    step = make_train_step(config, state, strategy)
-    batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(_images(), config, 0))))
-    metrics = {k: float(v) for k, v in step(batch, tf.constant(0.9)).items()}
-    weights = np.concatenate([v.numpy().ravel() for v in state.generator.weights + state.discriminator.weights])
-    return metrics, weights
+    state, metrics = one_step(config, replicas, _images())
+    return metrics, flat_weights(state.generator, state.discriminator)
 
 
 def test_one_and_two_replicas_give_the_same_update_at_336x504():

@@ -7,23 +7,15 @@ import pytest
 import tensorflow as tf
 
 from job import config as C
-from job.training.data import epoch_batches
-from job.training.devices import strategy_for
 from job.training.loop import fit
 from job.generate import read_config
-from job.training.models import SeededDropout
-from job.training.step import build_state, make_train_step
-from tests.helpers import random_images, smoke
+from job.training.models.layers import SeededDropout
+from tests.helpers import flat_weights, one_step, smoke
 
 
 def _weights_after_one_step(config, replicas):
-    strategy = strategy_for(replicas)
-    state = build_state(config, strategy)
-    step = make_train_step(config, state, strategy)
-    batch = next(iter(strategy.experimental_distribute_dataset(epoch_batches(random_images(), config, 0))))
-    step(batch, tf.constant(0.9))
-    return np.concatenate([v.numpy().ravel() for v in state.discriminator.weights +
-                           state.generator.weights])
+    state, _ = one_step(config, replicas)
+    return flat_weights(state.generator, state.discriminator)
 
 
 def test_one_and_two_replicas_give_the_same_update_with_dropout():

@@ -153,7 +153,8 @@ def _configs():
 @pytest.mark.parametrize("name, config", _configs(), ids=[n for n, _ in _configs()])
 def test_the_builders_are_their_plans(name, config):
     from bench.flops import model_forward_flops
-    from job.training.models import build_discriminator, build_generator, hidden_layer_count
+    from job.training.models import build_discriminator, build_generator
+    from job.training.models.layers import hidden_layer_count
 
     g, d = build_generator(config), build_discriminator(config)
     cap = K.capacity(config)
@@ -168,7 +169,7 @@ def test_the_builders_are_their_plans(name, config):
 
 
 def test_checkpoint_bytes_match_a_written_checkpoint(tmp_path):
-    from job.training.devices import strategy_for
+    from job.training.strategy import strategy_for
     from job.training.step import build_state
 
     config = C.resolve("demo")

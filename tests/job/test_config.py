@@ -53,6 +53,10 @@ def test_later_sources_override_earlier(tmp_path):
         (["ema_kimg=-1"], "ema_kimg"),
         (["xla=true"], "xla"),  # auto, on or off
         (["global_batch_size=0"], "global_batch_size"),
+        (["model=resnet"], "model"),  # one of MODELS: a module of job/training/models/
+        (["name=.."], "name"),  # a folder name: '..' would write beside runs/, not in it
+        (["name=a/b"], "name"),
+        (["name=."], "name"),
     ],
 )
 def test_bad_values_name_the_field(sets, field):
@@ -88,9 +92,9 @@ def _cli(*args):
 
 
 def test_cli_refuses_a_bad_value_with_one_message_and_exit_2():
-    result = _cli("train", "--preset", "smoke", "--set", "g_lr=-1", "--dry-run")
+    result = _cli("train", "--preset", "smoke", "--set", "name=..", "--dry-run")
     assert result.returncode == 2
-    assert "g_lr" in result.stderr and "Traceback" not in result.stderr
+    assert "'name'" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -99,3 +103,16 @@ def test_cli_dry_run_prints_the_resolved_config():
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout.split("\n#")[0])
     assert printed["epochs"] == 3 and printed["run_uri"] == "gs://b/r" and printed["name"] == "smoke"
+
+
+def test_a_config_is_validated_once_and_a_changed_one_again(monkeypatch):
+    from job.config import checks
+
+    calls, real = [], checks._check_fields
+    monkeypatch.setattr(checks, "_check_fields", lambda c: (calls.append(c.g_lr), real(c))[1])
+    config = C.resolve("smoke")
+    assert calls == [config.g_lr] and C.checked(config) is config and len(calls) == 1
+    changed = C.override(config, {"g_lr": 3e-4})  # a new instance: not yet checked
+    assert C.checked(changed) is changed and calls == [config.g_lr, 3e-4]
+    assert C.identity_changes(config.to_dict(), changed) == {}  # the mark is no field
+    assert "_validated" not in config.to_dict() and changed == C.from_json(json.dumps(changed.to_dict()))
