@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 
 from job import dataset_record, storage
-from job.errors import UserError
+from job.errors import UsageError, UserError
+from job.storage.files import is_remote
 from tfds_covidct import build as builder
 from tfds_covidct.covid_ct.covid_ct_dataset_builder import Builder
 from tfds_covidct.covid_ct.resolutions import RESOLUTIONS
@@ -39,10 +40,14 @@ def prepare(config: str, data_dir: str, manual_dir: str | None = None, demo: boo
     covid_ct README); default `labels.csv` at the top of manual_dir."""
     configs = sorted(RESOLUTIONS) if config == "all" else [config]
     if any(c not in RESOLUTIONS for c in configs):
-        raise UserError(f"--config {config!r} is not one of {sorted(RESOLUTIONS)} or 'all'")
+        raise UsageError(f"--config {config!r} is not one of {sorted(RESOLUTIONS)} or 'all'")
     if not demo and not manual_dir:
-        raise UserError("give --manual-dir DIR with the downloaded scans, or --demo for phantoms")
-    storage.check_reachable(data_dir)
+        raise UsageError("give --manual-dir DIR with the downloaded scans, or --demo for phantoms")
+    # A bucket is checked with a listing, a local folder by writing a probe. The probe waits until
+    # a build is really needed: `--if-missing` on a prepared read-only folder (a dataset volume
+    # mounted read-only) is "nothing to do", never a failed write.
+    if is_remote(data_dir):
+        storage.check_reachable(data_dir)
     version = str(Builder.VERSION)
     wanted = {c: dataset_record.requested(c, manual_dir, demo, version, labels_csv)
               for c in configs}
@@ -52,6 +57,8 @@ def prepare(config: str, data_dir: str, manual_dir: str | None = None, demo: boo
             log.info(f"covid_ct/{config} is already prepared in {data_dir} from the same source: "
                      "nothing to do")
             return []
+    if not is_remote(data_dir):
+        storage.check_reachable(data_dir)
     local_manual = str(storage.local_copy(manual_dir)) if manual_dir else None
     summaries = []
     for c in configs:

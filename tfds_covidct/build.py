@@ -11,7 +11,9 @@ A call always rebuilds: a demo build must never be mistaken later for real data 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import logging
 import pathlib
 import tempfile
@@ -109,12 +111,20 @@ def _build(config: str, data_dir: str, manual_dir: str, workers: int | None,
 
     builder = module.Builder(config=config, data_dir=data_dir, workers=workers,
                              labels_csv=labels_csv, volume_options=volume_options)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=manual_dir,
-        # Rebuild every time: the same folder may have held a demo build.
-        download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS,
-        compute_stats=tfds.download.ComputeStatsMode.SKIP,
-    ))
+    # TFDS prints "Downloading and preparing dataset Unknown size (download: Unknown size, ...)"
+    # for a build that downloads nothing (manual_dir); its other printed lines are passed on.
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+                manual_dir=manual_dir,
+                # Rebuild every time: the same folder may have held a demo build.
+                download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS,
+                compute_stats=tfds.download.ComputeStatsMode.SKIP,
+            ))
+    finally:
+        print("".join(line for line in printed.getvalue().splitlines(keepends=True)
+                      if not line.startswith("Downloading and preparing dataset")), end="")
     dataset_dir = pathlib.Path(str(builder.data_dir))
     audit_dir = dataset_dir / module.AUDIT_DIR
     document = audit.read_summary(str(audit_dir / audit.JSON_NAME))

@@ -1,5 +1,10 @@
 """`covidct prepare` into a folder and into a bucket, and --if-missing for pod start-up."""
 
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
 
 from job import storage
@@ -32,6 +37,26 @@ def test_if_missing_skips_a_complete_build_but_not_a_partial_one(tmp_path):
     assert len(prepare("28", data_dir, demo=True, if_missing=True)) == 1
 
 
+def test_if_missing_on_a_prepared_read_only_folder_is_nothing_to_do(demo_data):
+    """A prepared dataset mounted read-only (as a dataset volume is): `covidct prepare --if-missing`
+    exits 0 with "nothing to do" and never probes for a write. The folder is made read-only for
+    real, by a read-only bind mount in a private mount namespace of its own (`unshare`; root
+    ignores chmod), so no other test sees it."""
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare(1) here: a real read-only mount needs it")
+    script = ('mount --bind "$D" "$D" && mount -o remount,ro,bind "$D" || exit 96; '
+              'touch "$D/.probe" 2>/dev/null && exit 97; '
+              'exec "$PY" -m job prepare --demo --config 28 --data-dir "$D" --if-missing')
+    flags = ["--mount"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
+    done = subprocess.run(["unshare", *flags, "sh", "-c", script], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "D": demo_data, "PY": sys.executable})
+    if done.returncode == 96 or "unshare failed" in done.stderr:
+        pytest.skip(f"a read-only bind mount is not permitted here: {done.stderr.strip()[-300:]}")
+    assert done.returncode != 97, "the bind mount did not make the folder read-only"
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "nothing to do" in done.stderr + done.stdout
+
+
 def test_prepare_refuses_bad_arguments_clearly(tmp_path):
     with pytest.raises(UserError, match="--config '100'"):
         prepare("100", str(tmp_path), demo=True)
@@ -58,10 +83,9 @@ def test_if_missing_rebuilds_demo_phantoms_when_real_scans_are_asked_for(tmp_pat
     assert prepare("28", data_dir, manual_dir=sample, if_missing=True) == []  # same scans: kept
 
 
-def test_training_refuses_demo_phantoms_unless_the_config_asks(tmp_path):
+def test_training_refuses_demo_phantoms_unless_the_config_asks(demo_data):
     from job.errors import ConfigError
 
-    prepare("28", str(tmp_path), demo=True)
     with pytest.raises(ConfigError, match="DEMO PHANTOMS"):
-        load_images(resolve("seed28", extra={"data_dir": str(tmp_path)}))
-    assert load_images(resolve("smoke", extra={"data_dir": str(tmp_path)}))[1] > 0
+        load_images(resolve("seed28", extra={"data_dir": demo_data}))
+    assert load_images(resolve("smoke", extra={"data_dir": demo_data}))[1] > 0

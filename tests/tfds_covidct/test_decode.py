@@ -51,6 +51,22 @@ def test_animated_gif_is_refused():
     assert _reason(buffer.getvalue()) == "animated"
 
 
+def test_camera_style_mpo_is_read_as_its_first_frame():
+    """A JPEG with a preview frame (Multi-Picture Format, as phones and some PACS exports write it),
+    made by Pillow's own MPO writer: the primary image is the scan, the preview is not another."""
+    from tfds_covidct.covid_ct import phantoms
+
+    primary = Image.fromarray(phantoms.figure(3, "covid", "plain").rgb)
+    preview = primary.resize((primary.width // 4, primary.height // 4)).transpose(Image.Transpose.ROTATE_90)
+    data = _encode(primary, "MPO", save_all=True, append_images=[preview], quality=95)
+    assert Image.open(io.BytesIO(data)).n_frames == 2  # a real two-frame MPO, not a plain JPEG
+    decoded = decode.decode(data)
+    assert (decoded.format, decoded.width, decoded.height) == ("MPO", primary.width, primary.height)
+    assert "mpo_first_of_2_frames" in decoded.notes
+    alone = decode.decode(_encode(primary, "JPEG", quality=95)).gray
+    assert np.abs(decoded.gray.astype(int) - alone).mean() < 1.0
+
+
 def test_static_gif_is_an_unsupported_format():
     assert _reason(_encode(_gradient("P"), "GIF")) == "unsupported_format"
 

@@ -111,3 +111,35 @@ def test_synthetic_folder_is_its_own_source(tmp_path):
     found = sources.discover(str(tmp_path))
     assert [f.kind for f in found] == ["synthetic_phantom"] and found[0].synthetic
     assert sorted(f.label for f in found[0].files) == ["covid", "covid", "non_covid", "non_covid"]
+
+
+def test_dangling_links_are_counted_skips_with_their_reason(tmp_path):
+    """A DataLad / git-annex checkout whose large files were never fetched: each is a symbolic link
+    into .git/annex/objects that points at nothing. Each one (image, volume, or a link whose target
+    moved) is an audit row, a `dangling_link` skip saying what to do, counted in "found"."""
+    from tfds_covidct.covid_ct import audit, pipeline
+
+    root = tmp_path / "manual"
+    for folder, label in (("CT_COVID", "covid"), ("CT_NonCOVID", "non_covid")):
+        (root / folder).mkdir(parents=True)
+        for i in range(3):
+            (root / folder / f"real_{i}.png").write_bytes(_png(i, label))
+    annexed = "../../.git/annex/objects/Xq/3v/SHA256E-s1234--ab.png/SHA256E-s1234--ab.png"
+    (root / "CT_COVID" / "unfetched.png").symlink_to(annexed)
+    (root / "CT_NonCOVID" / "moved.png").symlink_to(tmp_path / "elsewhere" / "moved.png")
+    (root / "mosmed" / "CT-1").mkdir(parents=True)
+    (root / "mosmed" / "CT-1" / "study_0001.nii.gz").symlink_to(
+        "../../../.git/annex/objects/aa/bb/SHA256E-s9--cd.nii.gz/SHA256E-s9--cd.nii.gz")
+    files = _files(sources.discover(str(root)))
+    dangling = {name: f for name, f in files.items() if f.skip == "dangling_link"}
+    assert set(dangling) == {"CT_COVID/unfetched.png", "CT_NonCOVID/moved.png",
+                             "mosmed/CT-1/study_0001.nii.gz"}, files
+    assert "datalad get" in dangling["CT_COVID/unfetched.png"].skip_detail
+    assert "does not exist" in dangling["CT_NonCOVID/moved.png"].skip_detail
+    volume = dangling["mosmed/CT-1/study_0001.nii.gz"]
+    assert (volume.volume, volume.label) == ("nifti", "covid")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    summary = audit.summarise(pipeline.plan(str(root), (28, 28), str(spool), workers=1).records)
+    assert summary["found"] == 9 and summary["rejected_by_reason"]["dangling_link"] == 3, summary
+    assert summary["volumes"]["found"] == 1 and summary["volumes"]["rejected"] == 1

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfds_covidct.covid_ct import audit, phantoms, pipeline, process, sources, volumes
+from tfds_covidct.covid_ct import audit, phantom_volumes, phantoms, pipeline, process, sources, volumes
 from tfds_covidct.covid_ct.curation import Curation
 from tfds_covidct.errors import DatasetError
 
@@ -97,6 +97,58 @@ def test_dicom_rescale_slope_and_intercept_give_hounsfield_units(tmp_path, hu, s
     volume = _one(volumes.read(folder, _members(folder)))
     for s in volume.slices:
         assert np.abs(s.hu - hu[s.index]).max() <= slope / 2 + 1e-3
+
+
+def test_enhanced_ct_multiframe_file_is_read_frame_by_frame(tmp_path, hu):
+    """One Enhanced CT file holding the whole series (frames shuffled, a rescale of its own per
+    frame, orientation shared) reads like the series it stands for: a reader that took one
+    rescale for all frames, the file's frame order, or one frame per file would not."""
+    rescales = [(1.0, -1024.0), (0.5, -2048.0), (0.25, -1000.0)]
+    path = phantoms.write_enhanced_ct(tmp_path / "covid" / "enhanced" / "ct.dcm", hu, rescales,
+                                      pixel_mm=_pixel_mm(hu), orientation="flipped")
+    volume = _one(volumes.read(path.parent, ("ct.dcm",)))
+    _assert_upright(volume, hu)
+    assert volume.shape == hu.shape and len(volume.slices) >= 4
+    assert "dicom_multiframe:36_frames_per_frame_functional_groups" in volume.notes
+    # Found as a DICOM volume and kept through the same cleaning as a series.
+    (item,) = [f for src in sources.discover(str(tmp_path)) for f in src.files]
+    assert (item.volume, item.members) == ("dicom", ("ct.dcm",))
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    records = process.process_volume(item, item.display, (64, 64), Curation([]), str(spool))
+    assert len(records) == len(volume.slices) and all(r.image for r in records), records
+
+
+def _with_nan(hu, where):
+    out = hu.copy()
+    out[where] = np.nan
+    return out
+
+
+def test_nifti_nan_outside_the_body_is_air_and_inside_it_a_skip(tmp_path, hu):
+    """Float NIfTI exports write NaN where there is no data. Outside the body (here the corners
+    outside a circular field of view) it is air, -1000 HU, and the volume is kept with a note;
+    inside the body (a hole in one lung) the volume is a skip with its reason."""
+    _, rows, cols = np.ogrid[:DEPTH, :HEIGHT, :WIDTH]
+    outside_fov = ((rows - HEIGHT / 2) ** 2 + (cols - WIDTH / 2) ** 2 > (HEIGHT / 2) ** 2) & (hu < -990)
+    outside_fov = np.broadcast_to(outside_fov, hu.shape)
+    assert outside_fov.any(axis=(1, 2)).all()  # NaN in every slice
+    path = _nifti(tmp_path / "fov.nii.gz", _with_nan(hu, outside_fov), floats=True)
+    volume = _one(volumes.read(path))
+    _assert_upright(volume, np.where(outside_fov, -1000.0, hu))
+    assert any(n.startswith("nifti_nan_outside_body_as_air:") for n in volume.notes), volume.notes
+    for s in volume.slices:
+        assert (s.gray[outside_fov[s.index]] == volumes.window(np.array([-1000.0]), 1500, -600)).all()
+    k = DEPTH // 2
+    from scipy import ndimage
+
+    lung = np.argwhere(ndimage.binary_erosion(np.abs(hu[k] - phantom_volumes.LUNG_HU) < 60, iterations=3))
+    r, c = lung[len(lung) // 2]  # a 5x5 block inside one lung
+    hole = np.zeros(hu.shape, bool)
+    hole[k, r - 2:r + 3, c - 2:c + 3] = True
+    error = _one(volumes.read(_nifti(tmp_path / "hole.nii.gz", _with_nan(hu, hole), floats=True)))
+    assert isinstance(error, volumes.VolumeError) and error.reason == "volume_nan_in_body", error
+    assert "25 NaN" in error.detail and f"axial slice {k} of {DEPTH}" in error.detail
 
 
 def test_slices_are_through_the_lungs_spaced_and_in_the_lung_window(tmp_path, hu):

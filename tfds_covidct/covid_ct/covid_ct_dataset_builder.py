@@ -62,8 +62,16 @@ def _configs() -> list[CovidCtConfig]:
 class Builder(tfds.core.GeneratorBasedBuilder):
     """DatasetBuilder for covid_ct."""
 
-    VERSION = tfds.core.Version("2.2.0")
+    VERSION = tfds.core.Version("2.3.0")
     RELEASE_NOTES = {
+        "2.3.0": ("Inputs read that were refused or kept wrong: an MPO JPEG (a JPEG with preview "
+                  "frames, from phones and PACS exports) is its first frame, not 'animated'; an "
+                  "Enhanced CT DICOM (one multi-frame file per series) is read frame by frame "
+                  "through its per-frame functional groups (position, orientation, spacing, "
+                  "rescale per frame), not 'too few slices'; NaN voxels of a NIfTI are air "
+                  "outside the body and a `volume_nan_in_body` skip inside it (were black holes); "
+                  "a dangling symbolic link (an unfetched git-annex/DataLad file) is a "
+                  "`dangling_link` audit row counted in found (was dropped unseen)."),
         "2.2.0": "Demo phantoms: the covid class's ground-glass is wider and brighter.",
         "1.0.0": "Initial release.",
         "2.0.0": ("Splits held out by patient/paper group (NonCOVID-CT-MetaInfo patient, "

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-ACCEPTED_FORMATS = ("JPEG", "PNG")
+ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG")  # MPO: a JPEG with preview frames, read as its first
 # The largest real scan is 1852x2342 (4.3 Mpx). Anything above this limit is refused before its
 # pixels are decoded: a 12000x12000 figure is not a CT slice we want, and decoding it costs 144 MB+.
 MAX_PIXELS = 36_000_000
@@ -73,7 +73,8 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> Decoded:
 
     Order: the EXIF orientation is applied first (before any pixel is measured), then the pixels
     become (H, W) uint8 gray (high bit depths windowed by robust percentiles, see `window`).
-    A JPEG whose pixel data is complete but whose end marker is missing is kept with a note.
+    A JPEG whose pixel data is complete but whose end marker is missing is kept with a note; an
+    MPO (a JPEG with preview frames) is its first frame, with a note.
 
     Raises:
       DecodeError(reason, detail) for anything unusable; reasons: empty_file, not_an_image,
@@ -93,7 +94,13 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> Decoded:
     except (OSError, ValueError, SyntaxError) as e:
         raise DecodeError("corrupt", f"{type(e).__name__}: {e}") from None
 
-    if getattr(image, "n_frames", 1) > 1:
+    notes = []
+    if image.format == "MPO":
+        # A JPEG with preview frames (CIPA DC-007 Multi-Picture Format, what phones and some PACS
+        # exports write): Pillow opens it at frame 0, the primary image; the rest are reduced
+        # copies of it (or a stereo partner), never another scan.
+        notes.append(f"mpo_first_of_{image.n_frames}_frames")
+    elif getattr(image, "n_frames", 1) > 1:
         raise DecodeError("animated", f"{image.format} with {image.n_frames} frames")
     if image.format not in ACCEPTED_FORMATS:
         raise DecodeError("unsupported_format", f"{image.format} (accepted: {', '.join(ACCEPTED_FORMATS)})")
@@ -105,7 +112,6 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> Decoded:
                 "decompression_bomb", f"declares {width}x{height} px in {len(data)} bytes")
         raise DecodeError("oversize", f"{width}x{height} px is over the limit of {max_pixels} px")
     fmt, mode = image.format, image.mode
-    notes = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
