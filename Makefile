@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Extra `covidct train` flags for the demo (tests/test_readme.py: --set epochs=2, the same path in seconds).
+DEMO_ARGS ?=
 
 .PHONY: demo test test-fast bench lock clean
 
@@ -16,7 +18,7 @@ $(BIN)/covidct: pyproject.toml
 # 64x64 run in runs/demo -> 16 synthetic PNGs in out/demo. No bucket, no cluster, no download.
 demo: $(BIN)/covidct
 	$(BIN)/covidct prepare --demo --config 64 --data-dir data/tfds
-	$(BIN)/covidct train --preset demo --run runs/demo
+	$(BIN)/covidct train --preset demo --run runs/demo $(DEMO_ARGS)
 	$(BIN)/covidct generate --run runs/demo --n 16 --out out/demo
 
 # Every test, heavy ones included (what CI runs).

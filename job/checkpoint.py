@@ -26,7 +26,7 @@ import time
 import tensorflow as tf
 
 from job import run, storage
-from job.errors import UserError
+from job.errors import UsageError, UserError
 from job.run import Saved
 
 
@@ -65,20 +65,20 @@ class CheckpointStore:
         """`latest`, `best` or an epoch number -> a complete checkpoint, or a UserError saying why not."""
         done = self.complete()
         if not done:
-            raise UserError(f"no complete checkpoint in {self.uri}")
+            raise UsageError(f"no complete checkpoint in {self.uri}")
         if which == "latest":
             return done[-1]
         if which == "best":
             best = self.best()
             if best is None:
-                raise UserError(f"{self.uri} has no best checkpoint yet (no metric was recorded)")
+                raise UsageError(f"{self.uri} has no best checkpoint yet (no metric was recorded)")
             return best[0]
         if not which.isdigit():
-            raise UserError(f"--checkpoint must be latest, best or an epoch number, got {which!r}")
+            raise UsageError(f"--checkpoint must be latest, best or an epoch number, got {which!r}")
         matches = [s for s in done if s.epoch == int(which) and s.step == 0]
         if not matches:
             epochs = ", ".join(str(s.epoch) for s in done if s.step == 0)
-            raise UserError(f"no complete checkpoint at epoch {which} in {self.uri} (have: {epochs})")
+            raise UsageError(f"no complete checkpoint at epoch {which} in {self.uri} (have: {epochs})")
         return matches[-1]
 
     def prune_incomplete(self) -> list[str]:

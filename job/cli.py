@@ -23,7 +23,27 @@ import sys
 from importlib.metadata import entry_points
 
 from job import config as cfg
+from job import config_help
 from job.errors import UserError
+
+
+def _positive_int(text: str) -> int:
+    """argparse type of a count: a usage error (exit 2) unless a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _checkpoint(text: str) -> str:
+    """argparse type of --checkpoint: latest, best or an epoch number (exit 2 otherwise)."""
+    if text in ("latest", "best") or text.isdigit():
+        return text
+    raise argparse.ArgumentTypeError(f"expected latest, best or an epoch number, got {text!r}")
+
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -105,6 +125,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0 if doc["passed"] else report.VERDICT_FAIL_EXIT_CODE
 
 
+def _export(args: argparse.Namespace) -> int:
+    from job.serving import export_saved_model
+
+    export_saved_model(args.run, args.out, checkpoint=args.checkpoint)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="covidct", description="COVID-19 CT DCGAN: data, training, sweeps.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,7 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: labels.csv at the top of manual_dir)")
     p.set_defaults(func=_prepare)
 
-    p = sub.add_parser("train", help="one training run (resumes from the run URI's newest checkpoint)")
+    p = sub.add_parser("train", help="one training run (resumes from the run URI's newest checkpoint)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="config fields (--set FIELD=VALUE; also `covidct config`):\n"
+                              + config_help.table())
     add_config_args(p)
     p.add_argument("--run", default=None, help="run URI: folder or gs://bucket/prefix (default runs/<name>)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
@@ -130,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="write synthetic PNGs (tagged as synthetic) from a run's EMA generator")
     p.add_argument("--run", required=True, help="run URI (folder or gs://)")
-    p.add_argument("--checkpoint", default="latest", help="latest, best or an epoch number")
-    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--checkpoint", default="latest", type=_checkpoint,
+                   help="latest, best or an epoch number")
+    p.add_argument("--n", type=_positive_int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--label", default=None, metavar="CLASS[=N,...]",
@@ -150,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--images", help="a folder of images from any generator (with --data-dir, --config)")
     p.add_argument("--data-dir", default="", help="with --images: where the dataset was prepared")
     p.add_argument("--config", default="", help=f"with --images: the dataset config, one of {sorted(cfg.RESOLUTIONS)}")
-    p.add_argument("--checkpoint", default="latest", help="latest, best or an epoch number")
-    p.add_argument("--n", type=int, default=1000, help="generated images to evaluate (a conditional "
+    p.add_argument("--checkpoint", default="latest", type=_checkpoint,
+                   help="latest, best or an epoch number")
+    p.add_argument("--n", type=_positive_int, default=1000, help="generated images to evaluate (a conditional "
                    "run's shared across its classes by their training counts)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="report folder or gs:// URI")
@@ -160,6 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--utility", action="store_true",
                    help="also train classifiers on real, real + synthetic and synthetic images (slower)")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("config", help="list every config field: type, default, meaning")
+    p.set_defaults(func=lambda args: print(config_help.table()) or 0, tensorflow=False)
+
+    p = sub.add_parser("export", help="a run's EMA generator as a SavedModel for serving (TF Serving, "
+                       "Vertex AI), with MODEL_CARD.md")
+    p.add_argument("--run", required=True, help="run URI (folder or gs://)")
+    p.add_argument("--checkpoint", default="latest", type=_checkpoint,
+                   help="latest, best or an epoch number")
+    # ONNX would need tf2onnx and onnx, which the pinned stack does not carry.
+    p.add_argument("--format", default="saved_model", choices=["saved_model"],
+                   help="saved_model: signature serving_default(z[, label]) -> uint8 images")
+    p.add_argument("--out", required=True, help="output folder or gs:// URI")
+    p.set_defaults(func=_export)
 
     for ep in sorted(entry_points(group="covidct.commands"), key=lambda e: e.name):
         ep.load()(sub)  # each plugin adds its own subparser and sets func
@@ -179,6 +225,10 @@ def main(argv: list[str] | None = None, prog: str = "covidct") -> int:
     parser.prog = prog
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "tensorflow", True) and not getattr(args, "dry_run", False):
+            from job.quiet_tf import import_tensorflow
+
+            import_tensorflow()  # without the no-GPU machine's cuInit noise
         return args.func(args)
     except UserError as e:  # ConfigError included: exit 2
         print(f"{prog}: error: {e}", file=sys.stderr)

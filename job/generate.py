@@ -14,7 +14,7 @@ import tensorflow as tf
 from job import images, run, storage
 from job.checkpoint import CheckpointStore, restore
 from job.config import TrainConfig, from_json
-from job.errors import ConfigError, UserError
+from job.errors import ConfigError, UsageError
 from job.training.models import build_generator, generator_inputs
 from job.training.standing_stats import standing_statistics
 from tfds_covidct.covid_ct.sources import LABELS
@@ -86,7 +86,7 @@ def generate_pngs(run_uri: str, out_dir: str, n: int, checkpoint: str = "latest"
     """Write PNGs into `out_dir` (folder or gs://): `n`, or the counts of `label`; every file
     carries synthetic/run/epoch PNG tags, and its class for a conditional run. Returns the names."""
     if n <= 0:
-        raise UserError(f"--n must be positive, got {n}")
+        raise UsageError(f"--n must be positive, got {n}")
     generator, config, epoch = load_generator(run_uri, checkpoint)
     labels = label_plan(config, label, n)
     n = n if labels is None else len(labels)

@@ -24,7 +24,7 @@ import re
 from typing import Iterable
 
 from job import storage
-from job.errors import UserError
+from job.errors import UsageError, UserError
 
 CONFIG = "config.json"
 CONFIG_HISTORY = "config_history.jsonl"
@@ -141,7 +141,7 @@ def read_config_text(run_uri: str) -> str:
     """config.json of `run_uri`; a UserError if `run_uri` is not a run."""
     uri = storage.join(run_uri, CONFIG)
     if not storage.exists(uri):
-        raise UserError(f"{run_uri} is not a run: it has no {CONFIG}")
+        raise UsageError(f"{run_uri} is not a run: it has no {CONFIG}")
     return storage.read_bytes(uri).decode()
 
 

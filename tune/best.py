@@ -16,9 +16,10 @@ import json
 import math
 import pathlib
 
-from job import run, storage
+from job import model_card, run, storage
 from job.checkpoint import CheckpointStore
-from job.errors import UserError
+from job.config import from_json
+from job.errors import UsageError, UserError
 from job.metrics import heldout, registry
 from job.run import Saved
 from tune.layout import RUN_FOLDER, trial_run_uri
@@ -62,8 +63,8 @@ def read_trials(sweep_uri: str) -> list[Trial]:
     listings = {tid: run.parse_listing(rels) for tid, rels in sorted(by_trial.items())}
     ids = [tid for tid, listing in listings.items() if listing.has_config]
     if not ids:
-        raise UserError(f"{sweep_uri} holds no trial runs (<trial id>/{RUN_FOLDER}/{run.CONFIG}): "
-                        "give the sweep's folder, <storage>/<sweep name>")
+        raise UsageError(f"{sweep_uri} holds no trial runs (<trial id>/{RUN_FOLDER}/{run.CONFIG}): "
+                         "give the sweep's folder, <storage>/<sweep name>")
     trials = []
     for tid in ids:
         uri = trial_run_uri(sweep_uri, tid)
@@ -146,20 +147,22 @@ def download(ranked: Ranked, metric: str, out_dir: str) -> pathlib.Path:
     source = ranked.trial.run_uri
     config = run.read_config_text(source)
     if (out / run.CONFIG).exists() and (out / run.CONFIG).read_text() != config:
-        raise UserError(f"--out {out} already holds another run; give an empty or new folder")
+        raise UsageError(f"--out {out} already holds another run; give an empty or new folder")
     name = ranked.checkpoint.name
     storage.download_dir(storage.join(source, run.checkpoint_dir(name)), str(out / run.checkpoint_dir(name)))
     (out / run.CONFIG).write_text(config)
     history = "".join(json.dumps(h) + "\n" for h in ranked.trial.history)
     (out / run.METRICS).write_text(history)
     CheckpointStore(storage.Mirror(str(out)), keep=1).mark_best(name, metric, ranked.value)
+    card = model_card.for_run(str(out), name, ranked.checkpoint.epoch, from_json(config))
+    (out / model_card.NAME).write_text(card)
     return out
 
 
 def best(sweep_uri: str, metric: str = registry.SELECTION_METRIC, top: int = 10, out: str | None = None) -> list[Ranked]:
     """Print the ranked table (top `top`); download the winner into `out` if given."""
     if top < 1:
-        raise UserError(f"--top must be positive, got {top}")
+        raise UsageError(f"--top must be positive, got {top}")
     trials = read_trials(sweep_uri)
     ranked = rank(trials, metric)
     print(f"{len(trials)} trials in {sweep_uri}, by {metric} ({registry.direction(metric)}) at "

@@ -42,52 +42,52 @@ class TrainConfig:
     conditional: bool = False
     # Where everything goes: config.json, checkpoints, metrics, samples. "" -> runs/<name>.
     name: str = "default"
-    run_uri: str = ""
+    run_uri: str = ""  # the run folder or gs:// URI; "" -> runs/<name>
 
     # Models (see job/training/models/ for how depth and stages combine).
     model: str = "dcgan"  # the architecture: one of MODELS, a module of job/training/models/
-    latent_dim: int = 100
+    latent_dim: int = 100  # length of the generator's noise vector z
     g_depth: int = 11  # hidden layers of the generator: dense + upsampling stages + stride-1 convs
     d_depth: int = 8  # hidden conv layers of the discriminator: downsampling stages + stride-1
     g_filters: int = 64  # generator width at full resolution; doubles per stage towards the input
     d_filters: int = 64  # discriminator width at full resolution; doubles per stage
-    max_filters: int = 512
-    activation: str = "leaky_relu"
-    dropout: float = 0.0
-    norm: str = "batch"
+    max_filters: int = 512  # cap on either model's width (filters per conv layer)
+    activation: str = "leaky_relu"  # hidden-layer activation: leaky_relu or relu
+    dropout: float = 0.0  # dropout rate after each hidden layer of D (0 = off)
+    norm: str = "batch"  # normalisation of hidden layers: batch or none
 
     # Objective and optimiser.
     loss: str = "bce"  # the tutorial's non-saturating BCE, or hinge
     r1_gamma: float = 0.0  # R1 gradient penalty on real images (0 = off)
-    g_lr: float = 1e-4
-    d_lr: float = 1e-4
-    adam_beta_1: float = 0.5
-    adam_beta_2: float = 0.999
+    g_lr: float = 1e-4  # generator Adam learning rate
+    d_lr: float = 1e-4  # discriminator Adam learning rate
+    adam_beta_1: float = 0.5  # Adam's first-moment decay (DCGAN: 0.5)
+    adam_beta_2: float = 0.999  # Adam's second-moment decay
 
     # Schedule.
-    global_batch_size: int = 32
-    epochs: int = 500
+    global_batch_size: int = 32  # images per step over all replicas (each gets an equal share)
+    epochs: int = 500  # passes over the training split; the run ends after this many
     augment: str = "translation,cutout,color"  # DiffAugment policy, comma-separated, "" = off
     # EMA generator (samples, metrics, export), as in StyleGAN2-ADA: a half-life in thousands of
     # images, ramped up early (half-life <= ema_rampup x images so far) so short runs show progress.
-    ema_kimg: float = 10.0  # 0 = off: the EMA generator is a copy of the generator
-    ema_rampup: float = 0.05
+    ema_kimg: float = 10.0  # EMA half-life in kimg; 0 = off: the EMA generator is a copy of G
+    ema_rampup: float = 0.05  # early half-life <= ema_rampup x images seen (0 = no ramp-up)
 
     # Execution.
-    precision: str = "float32"
+    precision: str = "float32"  # float32, or mixed_float16 (GPUs; with loss scaling)
     # jit_compile the forward/backward (1.2-1.9x on the bench CPU). XLA cannot compile batch norm
     # synchronised across replicas, so "on" normalises per replica; "auto" is XLA on one replica
     # (where the two are the same) or without batch norm, and synchronised batch norm otherwise.
     xla: str = "auto"
-    seed: int = 0
+    seed: int = 0  # seeds weights, noise, augmentation and data order
     deterministic: bool = False  # op determinism: a resumed run ends with the same weights
     cpu_replicas: int = 0  # >0 on a CPU-only machine: split the CPU into N logical devices
 
     # Intervals, in epochs.
-    sample_every_epochs: int = 10
-    checkpoint_every_epochs: int = 10
-    metrics_every_epochs: int = 10
-    keep_checkpoints: int = 3
+    sample_every_epochs: int = 10  # write the fixed-noise sample grid every N epochs
+    checkpoint_every_epochs: int = 10  # save a checkpoint every N epochs (and at the end)
+    metrics_every_epochs: int = 10  # score SWD, intensity, diversity, hold-out every N epochs
+    keep_checkpoints: int = 3  # newest checkpoints kept (the best one is always kept)
     # Also checkpoint mid-epoch after this many minutes of training (0 = only by epoch): a spot
     # reclaim then costs at most this much work, whatever the epoch length.
     checkpoint_every_minutes: float = 20.0
@@ -100,7 +100,7 @@ class TrainConfig:
     inception_weights: str = ""  # "" = no FID/KID; "imagenet" or a path/URI of a weights file
 
     # Storage: how long uploads keep retrying before the run fails.
-    storage_retry_seconds: float = 120.0
+    storage_retry_seconds: float = 120.0  # how long uploads keep retrying before the run fails
 
     @property
     def height(self) -> int:

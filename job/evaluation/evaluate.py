@@ -27,7 +27,7 @@ import numpy as np
 
 from job import storage
 from job.config import TrainConfig, validate
-from job.errors import ConfigError, UserError
+from job.errors import ConfigError, UsageError, UserError
 from job.evaluation import by_class, classifier, memorisation, quality
 from job.metrics import inception
 from job.training import data
@@ -247,7 +247,7 @@ def evaluate(
     from job.generate import generate_images, load_generator
 
     if n < 2:
-        raise UserError(f"--n must be at least 2, got {n}")
+        raise UsageError(f"--n must be at least 2, got {n}")
     extractor = inception.extractor(inception_weights)  # fail on a bad file before any work
     generator, config, epoch = load_generator(run_uri, checkpoint)
     (train, train_covid), (holdout, _) = real = (data.load_split(config, "train"),

@@ -48,3 +48,17 @@ def replica_devices(cpu_replicas: int) -> list[str]:
             "call configure_cpu_replicas before TensorFlow initialises"
         )
     return [d.name for d in cpus[:n]]
+
+
+def describe(strategy: tf.distribute.Strategy) -> str:
+    """The run's one devices line, e.g. `devices: 2 replicas on /cpu:0, /cpu:1 (logical CPU
+    devices; no GPU visible)` or `devices: 1 replica on /gpu:0 (NVIDIA L4)`."""
+    names = [d.split("device:")[-1].lower() for d in strategy.extended.worker_devices]
+    gpus = tf.config.list_physical_devices("GPU")
+    if any(n.startswith("gpu") for n in names):
+        kind = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+    else:
+        kind = ("logical CPU devices; " if len(names) > 1 else "CPU; ") + (
+            f"{len(gpus)} GPU(s) not used" if gpus else "no GPU visible")
+    count = f"{len(names)} replica{'s' if len(names) != 1 else ''}"
+    return f"devices: {count} on {', '.join('/' + n for n in names)} ({kind})"

@@ -32,6 +32,8 @@ from job.metrics import inception, registry
 from job.metrics.heldout import HeldOutScorer
 from job.training import data
 from job.training.devices import configure_cpu_replicas
+from job.training.devices import describe as describe_devices
+from job.training.eta import Eta
 from job.training.outputs import RunFiles
 from job.training.plan import make_plan
 from job.training.preemption import SigtermFlag, preempt
@@ -107,6 +109,7 @@ def fit(
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(config)
     replicas = strategy.num_replicas_in_sync
+    log.info(describe_devices(strategy))
     storage.check_reachable(config.resolved_run_uri)
 
     dataset = data.describe(config)  # the dataset, opened once for the whole run
@@ -138,6 +141,7 @@ def fit(
     grid_z = data.fixed_noise(config, 36 if config.height * config.width <= 128 * 128 else 16)
     class_ids = [names.index(name) for name in counts]
     grid_y = data.grid_labels(class_ids, len(grid_z))
+    grid_classes = {i: names[i] for i in class_ids} if config.conditional else None
     metric_z = data.fixed_noise(config, config.metric_num_images, salt=1)
     extractor = inception.extractor(config.inception_weights)
     # Every metrics epoch also scores against the hold-out split (real scans the run never sees),
@@ -148,7 +152,7 @@ def fit(
     best_value = best[1] if best is not None else None
     good_epoch = start_epoch
     last = {}
-    epoch_seconds = []
+    eta = Eta(config.epochs, start_epoch)
     saved_at = time.monotonic()
 
     with SigtermFlag() as sigterm:
@@ -176,7 +180,6 @@ def fit(
                     state.step.assign_add(1)
                 done = epoch + 1
                 seconds = time.perf_counter() - t0
-                epoch_seconds.append(seconds)
                 m = {k: float(v.numpy()) / steps for k, v in totals.items()}
                 if not all(math.isfinite(v) for v in m.values()):
                     raise Diverged(
@@ -205,7 +208,8 @@ def fit(
                                               fake, seed=config.seed, extractor=extractor))
                     m.update(heldout(fake))
                 if samples_due:
-                    files.save_samples(done, generate(grid_z, grid_y).numpy())
+                    files.save_samples(done, generate(grid_z, grid_y).numpy(), grid_classes,
+                                       grid_y.numpy())
                 files.log_metrics(done, m)
                 if preempted:
                     raise preempt(store, ckpt, done, 0, config.grace_seconds, sigterm,
@@ -223,8 +227,8 @@ def fit(
                     # A callback (Ray Tune) may end the run as soon as it has the result: it sees
                     # a checkpoint only once it is complete at the run URI, where `best` looks.
                     store.wait()
-                eta = np.mean(epoch_seconds[-5:]) * (config.epochs - done)
-                log.info(_progress_line(done, config.epochs, m, eta))
+                eta.update(done)
+                log.info(_progress_line(done, config.epochs, m, eta.text()))
                 report = EpochReport(done, config.epochs, m, checkpoint_dir, files.uri)
                 for callback in callbacks:
                     callback(report)
@@ -255,7 +259,7 @@ def _generate_all(generate, z: tf.Tensor, labels: tf.Tensor, batch: int = 64) ->
                            for i in range(0, n, batch)])
 
 
-def _progress_line(epoch: int, epochs: int, m: dict, eta_seconds: float) -> str:
+def _progress_line(epoch: int, epochs: int, m: dict, eta: str) -> str:
     quality = f" | swd {m['swd']:.2f}" if "swd" in m else ""
     if "quality_ratio" in m:
         quality += (f" | hold-out: swd {m['swd_holdout']:.1f} (floor {m['swd_floor']:.1f}), "
@@ -263,7 +267,7 @@ def _progress_line(epoch: int, epochs: int, m: dict, eta_seconds: float) -> str:
     return (
         f"epoch {epoch}/{epochs} | {m['images_per_second']:.1f} img/s | {m['kimg']:.2f} kimg | "
         f"g {m['g_loss']:.3f} d {m['d_loss']:.3f} D(real) acc {m['d_real_acc']:.2f}{quality} | "
-        f"ETA {_duration(eta_seconds)}"
+        f"{eta}"
     )
 
 

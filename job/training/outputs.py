@@ -56,6 +56,17 @@ class RunFiles:
         text = json.dumps(self.config.to_dict(), indent=1, sort_keys=True)
         self.mirror.path(run.CONFIG).write_text(text)
         self.mirror.push(run.CONFIG)
+        # TensorBoard's Text tab renders markdown: a code block keeps the JSON's layout.
+        with self._events().as_default(step=0):
+            tf.summary.text("config", "```\n" + text + "\n```")
+        self._events().flush()
+        self.mirror.push(run.EVENTS)
+
+    def _events(self):
+        """The run's one TensorBoard writer (scalars, sample grids, config), made on first use."""
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.mirror.path(run.EVENTS)))
+        return self._writer
 
     def resume_history(self, epoch: int) -> None:
         """Bring metrics and samples of the first `epoch` epochs back; drop lines past them.
@@ -76,9 +87,7 @@ class RunFiles:
         clean = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in metrics.items()}
         with open(self.mirror.path(run.METRICS), "a") as f:
             f.write(json.dumps({"epoch": epoch, **clean}) + "\n")
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(str(self.mirror.path(run.EVENTS)))
-        with self._writer.as_default(step=epoch):
+        with self._events().as_default(step=epoch):
             for k, v in clean.items():
                 if isinstance(v, float) and math.isfinite(v):
                     tf.summary.scalar(k, v)
@@ -86,11 +95,29 @@ class RunFiles:
         self.mirror.push(run.METRICS)
         self.mirror.push(run.EVENTS)
 
-    def save_samples(self, epoch: int, grid_images: np.ndarray) -> str:
-        """The fixed-noise grid for `epoch`, and the progress GIF of every grid so far."""
+    def save_samples(self, epoch: int, grid_images: np.ndarray,
+                     class_names: dict[int, str] | None = None, labels=None) -> str:
+        """The fixed-noise grid for `epoch`, and the progress GIF of every grid so far.
+
+        The grid also goes to TensorBoard as the image `samples`; a conditional run (`labels`:
+        the class index of each grid image, `class_names`: index -> name) adds one image
+        `samples/<class>` per class, so each class's progress can be followed on its own.
+        """
         rel = run.sample_grid(epoch)
         tags = {"run": self.uri, "epoch": str(epoch)}
-        images.save_png(images.grid(grid_images), self.mirror.path(rel), synthetic_tags=tags)
+        picture = images.grid(grid_images)
+        images.save_png(picture, self.mirror.path(rel), synthetic_tags=tags)
+        summaries = {"samples": picture}
+        if labels is not None and class_names:
+            labels = np.asarray(labels)
+            for index, name in class_names.items():
+                if np.any(labels == index):
+                    summaries[f"samples/{name}"] = images.grid(grid_images[labels == index])
+        with self._events().as_default(step=epoch):
+            for tag, pic in summaries.items():  # (1, H, W, 1) uint8: TensorBoard's image layout
+                tf.summary.image(tag, np.asarray(pic)[None, :, :, None])
+        self._events().flush()
+        self.mirror.push(run.EVENTS)
         listing = run.parse_listing(
             f"{run.SAMPLES}/{p.name}" for p in self.mirror.path(run.SAMPLES).iterdir())
         grids = [self.mirror.path(run.sample_grid(e)) for e in listing.sample_epochs]
