@@ -17,7 +17,7 @@ import math
 import pathlib
 
 from job import model_card, run, storage
-from job.checkpoint import CheckpointStore
+from job.checkpoint import CheckpointStore, pull_intact
 from job.config import from_json
 from job.errors import UsageError, UserError
 from job.metrics import heldout, registry
@@ -139,7 +139,8 @@ def download(ranked: Ranked, metric: str, out_dir: str) -> pathlib.Path:
     """The trial's best checkpoint and config, as a run folder `covidct generate` accepts.
 
     The checkpoint is marked best (checkpoints/best.json), so `--checkpoint best` and `latest`
-    both load it.
+    both load it. One that fails its manifest is set aside (a warning line) for the trial's
+    next newest measured one (`job.checkpoint.pull_intact`); none: CheckpointCorrupt (exit 2).
     """
     if ranked.checkpoint is None:
         raise UserError(f"trial {ranked.trial.trial_id} has no checkpoint measured by {metric}")
@@ -148,13 +149,17 @@ def download(ranked: Ranked, metric: str, out_dir: str) -> pathlib.Path:
     config = run.read_config_text(source)
     if (out / run.CONFIG).exists() and (out / run.CONFIG).read_text() != config:
         raise UsageError(f"--out {out} already holds another run; give an empty or new folder")
-    name = ranked.checkpoint.name
-    storage.download_dir(storage.join(source, run.checkpoint_dir(name)), str(out / run.checkpoint_dir(name)))
+    # The ranked checkpoint or, if it fails its manifest, the trial's next newest measured one.
+    trial = ranked.trial
+    older = [s for s in reversed(trial.checkpoints) if s.order < ranked.checkpoint.order
+             and s.step == 0 and _finite(trial.at(s.epoch).get(metric))]
+    saved = pull_intact(source, [ranked.checkpoint, *older], out)
     (out / run.CONFIG).write_text(config)
     history = "".join(json.dumps(h) + "\n" for h in ranked.trial.history)
     (out / run.METRICS).write_text(history)
-    CheckpointStore(storage.Mirror(str(out)), keep=1).mark_best(name, metric, ranked.value)
-    card = model_card.for_run(str(out), name, ranked.checkpoint.epoch, from_json(config))
+    value = ranked.value if saved == ranked.checkpoint else trial.at(saved.epoch)[metric]
+    CheckpointStore(storage.Mirror(str(out)), keep=1).mark_best(saved.name, metric, value)
+    card = model_card.for_run(str(out), saved.name, saved.epoch, from_json(config))
     (out / model_card.NAME).write_text(card)
     return out
 

@@ -32,7 +32,10 @@ def add_sweep_args(parser: argparse.ArgumentParser) -> None:
                              "given --gpus-per-trial/--cpus-per-trial are then trusted")
     parser.add_argument("--storage", default="sweeps", help="folder or gs://BUCKET/PREFIX for results")
     parser.add_argument("--space", default=None, help="JSON/YAML search space (default: tune/space.py)")
-    parser.add_argument("--scheduler", choices=("asha", "pbt"), default="asha")
+    parser.add_argument("--scheduler", choices=("asha", "pbt"), default="asha",
+                        help="asha stops weak trials early; pbt copies strong trials' weights and "
+                             "settings into weak ones, so it searches only fields a run may change "
+                             "on resume (learning rates, batch, augmentation; tune/pbt.py)")
     parser.add_argument("--grace-period", type=int, default=None,
                         help="epochs before ASHA may stop a trial (PBT: perturbation interval)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ray import tune
 
 from job.metrics import registry
-from tune.trainable import DIVERGED
+from tune.trainable import DIVERGED, INVALID
 
 
 class FinishedTrialLines(tune.Callback):
@@ -21,7 +21,7 @@ class FinishedTrialLines(tune.Callback):
         self.best: dict[str, dict] = {}
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if DIVERGED in result:
+        if DIVERGED in result or INVALID in result:
             return  # its worst-possible score is not a measurement
         value = result.get(self.metric)
         kept = self.best.get(trial.trial_id)
@@ -33,6 +33,10 @@ class FinishedTrialLines(tune.Callback):
         if DIVERGED in last:
             print(f"trial {trial.trial_id} diverged, ended with the worst {self.metric} and not "
                   f"retried: {last[DIVERGED]}", flush=True)
+            return
+        if INVALID in last:
+            print(f"trial {trial.trial_id} is invalid, ended with the worst {self.metric} and not "
+                  f"retried: {last[INVALID]}", flush=True)
             return
         print(finished_line(trial.trial_id, self.metric, self.best.get(trial.trial_id),
                             trial.last_result or {}, {k: trial.config.get(k) for k in self.searched}),

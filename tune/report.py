@@ -3,14 +3,16 @@
 Written into the sweep's own storage (`<sweep>/report.md`, `<sweep>/report/<trial id>.png`) at the
 end of every sweep, so it sits beside the results it describes, in the bucket or the folder. Each
 grid is the one the trial drew (fixed noise) at its best checkpoint's epoch, or the latest before
-it; a per-setting summary says which values of each varied field win. Trials that diverged or
-failed after their retries are listed with their reason: the sweep succeeded if it ran them all.
+it; a per-setting summary says which values of each varied field win. Trials that diverged, were
+invalid (settings that cannot train) or failed after their retries are listed with their reason:
+the sweep succeeded if it ran them all. `trial_outcomes` reads how each ended from Tune's results.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import statistics
+from pathlib import PurePosixPath
 
 from job import run, storage
 from job.errors import UserError
@@ -19,12 +21,13 @@ from tune import best as results
 from tune.layout import REPORT, REPORT_IMAGES
 
 MAX_LEVELS = 8  # a field with more distinct values is summarised in two halves around its median
-FINISHED, DIVERGED, FAILED = "finished", "diverged", "failed"
+FINISHED, DIVERGED, INVALID, FAILED = "finished", "diverged", "invalid", "failed"
 
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """How a trial ended: finished, diverged (it ended itself) or failed (after its retries)."""
+    """How a trial ended: finished, diverged or invalid (it ended itself), or failed (after its
+    retries)."""
 
     status: str
     reason: str = ""
@@ -40,11 +43,33 @@ class Written:
 def outcome_line(outcomes: dict[str, Outcome]) -> str:
     """'3 trials: 1 finished, 1 diverged (t2), 1 failed (t3)'."""
     parts = []
-    for status in (FINISHED, DIVERGED, FAILED):
+    for status in (FINISHED, DIVERGED, INVALID, FAILED):
         ids = sorted(t for t, o in outcomes.items() if o.status == status)
         if ids:
             parts.append(f"{len(ids)} {status}" + (f" ({', '.join(ids)})" if status != FINISHED else ""))
     return f"{len(outcomes)} trials: " + (", ".join(parts) or "none ran")
+
+
+def trial_outcomes(results) -> dict[str, Outcome]:
+    """How each trial of a Tune ResultGrid ended: finished, diverged or invalid (with the reason
+    its last result holds), or failed (the last line of its error)."""
+    from tune.trainable import DIVERGED as DIVERGED_KEY, INVALID as INVALID_KEY
+
+    outcomes = {}
+    for result in results:
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id") or PurePosixPath(str(result.path)).name
+        if result.error is not None:
+            lines = [line for line in str(result.error).splitlines() if line.strip()]
+            reason = lines[-1].strip() if lines else type(result.error).__name__
+            outcomes[trial_id] = Outcome(FAILED, reason[:500], metrics.get("epoch"))
+        elif DIVERGED_KEY in metrics:
+            outcomes[trial_id] = Outcome(DIVERGED, metrics[DIVERGED_KEY], metrics.get("epoch"))
+        elif INVALID_KEY in metrics:
+            outcomes[trial_id] = Outcome(INVALID, metrics[INVALID_KEY], metrics.get("epoch"))
+        else:
+            outcomes[trial_id] = Outcome(FINISHED, "", metrics.get("epoch"))
+    return outcomes
 
 
 def write_report(sweep_uri: str, metric: str = registry.SELECTION_METRIC, top: int = 3,
@@ -119,9 +144,10 @@ def ended(outcomes: dict[str, Outcome]) -> list[str]:
     bad = {t: o for t, o in sorted(outcomes.items()) if o.status != FINISHED}
     if not bad:
         return []
-    lines = ["## Diverged and failed trials", "",
-             "Diverged trials ended themselves with the worst score (a retry would diverge again); "
-             "failed trials failed again after their retries (their error is in Ray's trial folder).",
+    lines = ["## Diverged, invalid and failed trials", "",
+             "Diverged and invalid trials ended themselves with the worst score (a retry would "
+             "diverge again, or its settings cannot train); failed trials failed again after their "
+             "retries (their error is in Ray's trial folder).",
              "", "| trial | outcome | last epoch | reason |", "| --- | --- | --- | --- |"]
     for trial_id, o in bad.items():
         reason = o.reason.replace("|", "\\|")

@@ -12,9 +12,10 @@ with a JSON/YAML file in the same shape:
     epochs: 50                                # the same for every trial
 
 Kinds: choice (or a plain list), grid, uniform, loguniform, randint (upper bound exclusive, as in
-Ray), same_as, and constants. Every key must be a config field and every value must pass the
-config's own override and validation before a single trial starts (`check`); this module is pure
-Python, Ray is only touched by `to_param_space` and `pbt_mutations`.
+Ray), same_as, and constants. Every key must be a config field and every value the space can
+draw (each integer of a randint, not only its ends) must pass the config's own override and
+validation before a single trial starts (`check`); this module is pure
+Python, Ray is only touched by `to_param_space`; PBT's view of a space is `tune.pbt`.
 """
 
 from __future__ import annotations
@@ -34,12 +35,10 @@ RESERVED = {
     "run_uri": "each trial writes to <sweep>/<trial id>/run",
     "cpu_replicas": "it follows --cpus-per-trial (or --cpu-replicas) for every trial alike",
 }
-# Fields PBT may change in a running trial: none of them changes the models' variables, so a
-# checkpoint of one trial loads into another with mutated values. Not dropout: a Dropout layer
-# changes the checkpoint's object graph (restoring a dropout=0 checkpoint into dropout=0.1 fails).
-PBT_MUTABLE = ("g_lr", "d_lr", "augment", "r1_gamma", "global_batch_size")
-# Above this many combinations, values are checked one field at a time against the base config.
+# Above this many combinations, each field's values are checked alone (`check`).
 MAX_COMBINATIONS = 20_000
+# An integer range wider than this is checked at this many values, half at each end (`drawable`).
+MAX_INTEGERS = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +147,7 @@ def _coerce(field: str, value: Any) -> Any:
 
 
 def candidates(dim: Dim) -> tuple:
-    """The values that bound what `dim` can sample: every choice, or both ends of a range."""
+    """The values that bound what `dim` can draw: every choice, or both ends of a range."""
     if dim.kind in ("uniform", "loguniform"):
         return dim.args
     if dim.kind == "randint":
@@ -156,28 +155,53 @@ def candidates(dim: Dim) -> tuple:
     return dim.args
 
 
-def combinations(space: Space) -> list[dict]:
-    """Every combination of candidate values, ties resolved (the whole space's corners)."""
-    free = {f: candidates(d) for f, d in space.items() if d.kind != "same_as"}
-    out = []
-    for values in itertools.product(*free.values()):
-        combo = dict(zip(free, values))
-        combo.update({f: combo[d.args[0]] for f, d in space.items() if d.kind == "same_as"})
-        out.append(combo)
-    return out
+def drawable(dim: Dim) -> tuple:
+    """Every value `dim` can draw, as far as validation can tell them apart.
+
+    Lists and integer ranges: each value (an integer range wider than MAX_INTEGERS: its first
+    and last MAX_INTEGERS // 2 values; integer rules are bounds and divisibility by the replica
+    count, which both ends already show). Float ranges: their ends, since every float rule is an
+    interval (`job.config.checks`), which holds everything between two values it holds.
+    """
+    if dim.kind == "randint":
+        low, high = dim.args
+        if high - low > MAX_INTEGERS:
+            half = MAX_INTEGERS // 2
+            return tuple(range(low, low + half)) + tuple(range(high - half, high))
+        return tuple(range(low, high))
+    return candidates(dim)
+
+
+def combinations(space: Space, values=candidates) -> list[dict]:
+    """Every combination of each free field's `values`, ties resolved."""
+    free = {f: values(d) for f, d in space.items() if d.kind != "same_as"}
+    return [_tied(space, dict(zip(free, combo))) for combo in itertools.product(*free.values())]
+
+
+def _tied(space: Space, combo: dict) -> dict:
+    return {**combo, **{f: combo[d.args[0]] for f, d in space.items() if d.kind == "same_as"}}
 
 
 def check(space: Space, base: TrainConfig, replicas: int) -> list[TrainConfig]:
-    """Validate every candidate combination on `base` for `replicas`; returns the configs.
+    """Validate on `base` for `replicas` every value the space can draw; returns the configs.
 
-    A value that cannot train (a depth too shallow for the resolution, a batch the replicas
-    cannot split) is a ConfigError naming the field and the offending combination.
+    Every combination of every drawable value when there are at most MAX_COMBINATIONS; else
+    every combination of the corners (each field's ends), and each field's every value with the
+    others at the first corner (fields that interact, such as a depth and the resolution, meet
+    at the corners; a single bad draw, such as an odd batch on 2 replicas, is found alone).
+
+    Raises:
+        ConfigError (exit 2): names the field and the combination holding a value that cannot
+            train (a depth too shallow for the resolution, a batch the replicas cannot split).
     """
-    sizes = [len(candidates(d)) for d in space.values() if d.kind != "same_as"]
-    if math.prod(sizes) <= MAX_COMBINATIONS:
-        combos = combinations(space)
-    else:  # too many corners: each field alone against the base
-        combos = [{f: v} for f, d in space.items() if d.kind != "same_as" for v in candidates(d)]
+    free = [d for d in space.values() if d.kind != "same_as"]
+    if math.prod(len(drawable(d)) for d in free) <= MAX_COMBINATIONS:
+        combos = combinations(space, drawable)
+    else:
+        corners = (combinations(space) if math.prod(len(candidates(d)) for d in free) <= MAX_COMBINATIONS
+                   else [_tied(space, {f: candidates(d)[0] for f, d in space.items() if d.kind != "same_as"})])
+        combos = corners + [_tied(space, {**corners[0], f: v}) for f, d in space.items()
+                            if d.kind != "same_as" for v in drawable(d)]
     configs = []
     for combo in combos:
         try:
@@ -225,28 +249,3 @@ class _Tied:
 
     def __call__(self, config: dict) -> Any:
         return config[self.field]
-
-
-def pbt_mutations(space: Space) -> dict:
-    """PBT's `hyperparam_mutations`: the searched fields a running trial may change."""
-    from ray import tune
-
-    # A list makes PBT step to a neighbouring value; a range is resampled or scaled by 0.8/1.2.
-    return {f: list(d.args) if d.kind in ("choice", "grid") else _domain(tune, d)
-            for f, d in space.items() if f in PBT_MUTABLE and d.kind not in ("same_as", "constant")}
-
-
-@dataclasses.dataclass(frozen=True)
-class Retie:
-    """PBT's `custom_explore_fn`: after a mutation, tied fields copy their source again."""
-
-    ties: tuple[tuple[str, str], ...]
-
-    def __call__(self, config: dict) -> dict:
-        for field, source in self.ties:
-            config[field] = config[source]
-        return config
-
-
-def ties(space: Space) -> tuple[tuple[str, str], ...]:
-    return tuple((f, d.args[0]) for f, d in space.items() if d.kind == "same_as")

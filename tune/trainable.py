@@ -13,9 +13,11 @@ checkpoint that no longer existed ("does not exist on storage anymore") and the 
 every retry.
 
 A trial whose loss turns non-finite (`job.errors.Diverged`) is an outcome of the search, not a
-fault: retrying it from its last checkpoint with the same settings diverges again. The trial
-reports the worst possible score with the reason under `diverged` and ends as a finished trial,
-so Tune neither retries it nor reruns it on resume, and the scheduler ranks it last.
+fault: retrying it from its last checkpoint with the same settings diverges again. Neither can a
+trial whose settings cannot train (any other exit-2 error: a batch its replicas cannot split, a
+run folder holding other settings). Such a trial reports the worst possible score with the
+reason under `diverged` or `invalid` and ends as a finished trial, so Tune neither retries it nor
+reruns it on resume, the scheduler ranks it last, and the report lists it with its reason.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import logging
 from ray import tune
 
 from job.config import TrainConfig, override, validate
-from job.errors import Diverged
+from job.errors import Diverged, UserError
 from job.metrics import registry
 from job.metrics.registry import SELECTION_METRIC
 from job.training.loop import EpochReport, fit
 from tune.layout import trial_run_uri
 
 DIVERGED = "diverged"  # the result key holding a diverged trial's reason
+INVALID = "invalid"  # the result key holding the reason of a trial whose settings cannot train
 
 
 def trial_dirname(trial) -> str:
@@ -62,26 +65,35 @@ def report_epoch(report: EpochReport, with_checkpoints: bool = False) -> None:
     tune.report(metrics, checkpoint=checkpoint)
 
 
-def diverged_result(error: Diverged) -> dict:
-    """The last result of a diverged trial: the worst score, the epoch, and why."""
-    return {SELECTION_METRIC: registry.worst(SELECTION_METRIC), "epoch": error.epoch,
-            DIVERGED: f"non-finite loss in epoch {error.epoch} (last good checkpoint: epoch "
-                      f"{error.last_good_epoch})"}
+def ended_result(error: UserError) -> dict:
+    """The last result of a trial that a retry cannot save (exit 2): the worst score, the epoch
+    (0 when it never trained, as the schedulers need one) and why, under DIVERGED or INVALID."""
+    worst = registry.worst(SELECTION_METRIC)
+    if isinstance(error, Diverged):
+        return {SELECTION_METRIC: worst, "epoch": error.epoch,
+                DIVERGED: f"non-finite loss in epoch {error.epoch} (last good checkpoint: epoch "
+                          f"{error.last_good_epoch})"}
+    return {SELECTION_METRIC: worst, "epoch": 0, INVALID: " ".join(str(error).split())[:500]}
 
 
 def run_trial(params: dict, base: dict, sweep_uri: str, with_checkpoints: bool = False) -> None:
     """The Tune function trainable (bound to `base`, `sweep_uri` and `with_checkpoints` - hand Ray
     the checkpoints, for PBT - by `tune.with_parameters`)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the job's progress lines
-    config = trial_config(base, params, sweep_uri, tune.get_context().get_trial_id())
+    log = logging.getLogger("covidct")
     checkpoint = tune.get_checkpoint() if with_checkpoints else None
     report = functools.partial(report_epoch, with_checkpoints=with_checkpoints)
     try:
+        config = trial_config(base, params, sweep_uri, tune.get_context().get_trial_id())
         if checkpoint is None:  # a new trial, or one restarted: fit resumes from its run folder
             fit(config, callbacks=[report])
             return
-        with checkpoint.as_directory() as folder:  # PBT: another trial's (or its own) checkpoint
+        # PBT: its own checkpoint, or (an exploit) another trial's, whose settings it now has
+        log.info(f"trial starts from the checkpoint {checkpoint.path}")
+        with checkpoint.as_directory() as folder:
             fit(config, callbacks=[report], resume_from=folder)
-    except Diverged as error:
-        logging.getLogger("covidct").warning(f"trial diverged, ending it: {error}")
-        tune.report(diverged_result(error))
+    except UserError as error:
+        if error.exit_code != 2:
+            raise  # may succeed on retry (storage) or preempted: Tune restarts it
+        log.warning(f"trial ended, a retry would fail again: {error}")
+        tune.report(ended_result(error))
