@@ -6,7 +6,10 @@ functions, so a run folder, a data_dir or a sweep's storage can live on disk or 
 - `local_copy(uri)`: a verified local copy of a file or folder, keyed by the whole URI and by the
   source's content fingerprint, so a rebuilt dataset or a replaced weights file is fetched again;
 - `staged_output(uri)`: a local folder to write into, uploaded when the block ends;
-- `Mirror(uri)`: a local working folder that files are pushed from and pulled into (a run).
+- `Mirror(uri)`: a local working folder that files are pushed from and pulled into (a run);
+- `Lease(uri, name, seconds)`: one writer per place (`lease`);
+- `manifest(folder)` / `mismatch(folder, manifest)`: each file's size and CRC32C, and the check.
+No object name escapes the folder it is copied into (`files.inside`, on every download).
 Buckets go through google-cloud-storage, which honours STORAGE_EMULATOR_HOST (TensorFlow's own
 gs:// file system does not, so it could never be tested against a local emulator).
 
@@ -21,9 +24,12 @@ from job.storage.files import (
     absolute, check_reachable, delete, download_dir, exists, join, list_files, pyarrow_filesystem,
     read_bytes, scratch_root, upload_dir, write_bytes,
 )
+from job.storage.lease import Lease, LeaseHeld, LeaseLost
+from job.storage.manifest import manifest, mismatch
 
 __all__ = [
-    "Mirror", "NotFound", "StorageError", "absolute", "check_reachable", "delete", "download_dir",
-    "exists", "fingerprint", "join", "list_files", "local_copy", "pyarrow_filesystem", "read_bytes",
-    "scratch_root", "staged_output", "upload_dir", "write_bytes",
+    "Lease", "LeaseHeld", "LeaseLost", "Mirror", "NotFound", "StorageError", "absolute",
+    "check_reachable", "delete", "download_dir", "exists", "fingerprint", "join", "list_files",
+    "local_copy", "manifest", "mismatch", "pyarrow_filesystem", "read_bytes", "scratch_root",
+    "staged_output", "upload_dir", "write_bytes",
 ]

@@ -186,10 +186,33 @@ def files_below(uri: str, retry_seconds: float = READ_RETRY_SECONDS) -> dict:
 
 
 def sync(source: str, target: str, retry_seconds: float) -> None:
+    """Copy what differs from `source` to `target`; every name is checked before anything is
+    copied, so an object named to escape the target writes nothing at all.
+
+    Raises:
+        StorageError (exit 1): a name under `source` would leave `target` (`inside`).
+    """
     there = files_below(target, retry_seconds)
-    for rel, entry in sorted(files_below(source, retry_seconds).items()):
+    found = files_below(source, retry_seconds)
+    for rel in found:
+        inside(rel, source)
+    for rel, entry in sorted(found.items()):
         if rel not in there or size_and_crc32c(entry) != size_and_crc32c(there[rel]):
             copy_file(join(source, rel), join(target, rel), retry_seconds)
+
+
+def inside(rel: str, source: str) -> str:
+    """`rel` if it names a place inside the folder it is joined to, else a StorageError.
+
+    A bucket's object names are free text: `run/checkpoints/e1/../../../../home/u/.bashrc` and
+    `run/checkpoints/e1//home/u/.bashrc` are valid names whose paths below `run/checkpoints/e1/`
+    (`../../../../home/u/.bashrc`, `/home/u/.bashrc`) land outside any local target folder.
+    """
+    if rel.startswith("/") or ".." in rel.split("/"):
+        raise StorageError(f"refusing to copy {source.rstrip('/')}/{rel}: its name {rel!r} would "
+                           "leave the folder it is copied into (someone wrote that object on "
+                           "purpose or by mistake: delete it); nothing was copied")
+    return rel
 
 
 def size_and_crc32c(entry) -> tuple[int, str]:
