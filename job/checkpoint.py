@@ -13,6 +13,14 @@ What a checkpoint holds is everything the next step depends on: G, D, the EMA ge
 optimizers (Adam moments, step counts, loss scale), the epoch and the step within it. The step's
 random numbers are pure functions of (seed, epoch, example index) (`job.training.data`), so no
 RNG state needs saving. The sweep hands these same folders to Ray as its checkpoints.
+
+One writer: a store made with the run's `storage.Lease` checks it before it prunes, saves,
+promotes or records the best, so a second process on the same run URI never deletes or marks
+what the live writer wrote. Checkpoints prove themselves: `COMPLETE` holds the manifest (each
+file's size and CRC32C, `storage.manifest`), and loading (`load`, `fetch`, `pull_intact`) checks
+it; a checkpoint that fails the check or does not restore is set aside with one warning line
+naming it and why, and the next newest complete one is used. A `COMPLETE` written before it held
+a manifest (empty) is trusted; its restore is still tried and fallen back from.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ import time
 
 import tensorflow as tf
 
+from job import checkpoint_check as check
 from job import run, storage
+from job.checkpoint_check import CheckpointCorrupt, pull_intact, unusable  # noqa: F401 (re-exported)
 from job.errors import UsageError, UserError
 from job.run import Saved
 
@@ -33,9 +43,15 @@ from job.run import Saved
 class CheckpointStore:
     """The checkpoints of one run, written through the run's `storage.Mirror`."""
 
-    def __init__(self, mirror: storage.Mirror, keep: int):
+    def __init__(self, mirror: storage.Mirror, keep: int, lease: storage.Lease | None = None,
+                 global_batch_size: int | None = None):
+        """`lease`: the writer's, checked before every prune, save and promotion (readers and
+        tools writing a folder of their own pass none). `global_batch_size` is recorded in each
+        state.json: a mid-epoch checkpoint's step counts batches of that size."""
         self.mirror = mirror
         self.keep = keep
+        self.lease = lease
+        self.global_batch_size = global_batch_size
         self._upload: threading.Thread | None = None
         self._failure: BaseException | None = None
         self.last_write_seconds: float | None = None  # the newest local write
@@ -84,8 +100,9 @@ class CheckpointStore:
     def prune_incomplete(self) -> list[str]:
         """Delete checkpoint folders without COMPLETE (a killed writer's); returns their names.
 
-        Call it at start-up only, before this process writes: one run has one writer.
+        Call it at start-up only, under the run's lease: one run has one writer.
         """
+        self._writer()
         names = list(run.read_listing(self.mirror.uri).incomplete)
         for name in names:
             self.mirror.delete(run.checkpoint_dir(name))
@@ -106,17 +123,30 @@ class CheckpointStore:
         also waits for this upload.
 
         Raises:
-            StorageError: this or an earlier upload failed beyond its retries (exit 1).
+            StorageError: this or an earlier upload failed beyond its retries (exit 1); the local
+                disk is full (nothing is promoted).
+            LeaseLost: another writer took the run over.
         """
+        self._writer()
         self.wait()
         existing = {p.name for p in self.mirror.path(run.CHECKPOINTS).glob("*")}
         existing |= {s.name for s in self.complete()} | set(run.read_listing(self.mirror.uri).incomplete)
         name = run.next_checkpoint_name(existing, epoch, step)
         local = self.mirror.path(run.checkpoint_dir(name))
         t0 = time.perf_counter()
-        local.mkdir(parents=True)
-        ckpt.write(str(local / run.CKPT_PREFIX))
-        (local / run.STATE).write_text(json.dumps({"epoch": epoch, "step": step, **state}, indent=1))
+        stamp = {} if self.global_batch_size is None else {"global_batch_size": self.global_batch_size}
+        try:
+            local.mkdir(parents=True)
+            ckpt.write(str(local / run.CKPT_PREFIX))
+            (local / run.STATE).write_text(json.dumps({"epoch": epoch, "step": step, **stamp, **state},
+                                                      indent=1))
+        except (tf.errors.OpError, OSError) as error:  # a full disk, a quota (ENOSPC, EFBIG, EDQUOT)
+            shutil.rmtree(local, ignore_errors=True)  # never promoted; give the space back
+            why = error.message if isinstance(error, tf.errors.OpError) else error.strerror or error
+            raise storage.StorageError(
+                f"cannot write checkpoint {name} in {local.parent}: {str(why).splitlines()[0]}; "
+                "nothing was promoted (free space on that disk or give the run a larger volume, "
+                "then run the same command to resume)") from None
         self.last_write_seconds = time.perf_counter() - t0
         self._upload = threading.Thread(target=self._promote, args=(name, best), daemon=True,
                                         name=f"checkpoint-upload-{name}")
@@ -158,12 +188,15 @@ class CheckpointStore:
             size = sum(f.stat().st_size for f in self.mirror.path(rel).rglob("*") if f.is_file())
             self.last_size_bytes = size
             t0 = time.perf_counter()
+            marker = check.marker(self.mirror.path(rel))  # of the files as written here
             self.mirror.push(rel)
-            self.mirror.path(run.checkpoint_file(name, run.COMPLETE)).write_bytes(b"")
+            self._writer()
+            self.mirror.path(run.checkpoint_file(name, run.COMPLETE)).write_text(marker)
             self.mirror.push(run.checkpoint_file(name, run.COMPLETE))  # last: now it exists
             seconds = time.perf_counter() - t0
             if seconds > 0.05:  # a local run "uploads" in no time: nothing to measure
                 self.upload_bytes_per_second = size / seconds
+            self._writer()
             if best is not None:
                 self.mark_best(name, *best)
             self._prune()
@@ -181,13 +214,39 @@ class CheckpointStore:
             if best is None or saved.name != best[0].name:
                 self.mirror.delete(run.checkpoint_dir(saved.name))
 
+    def _writer(self) -> None:
+        if self.lease is not None:
+            self.lease.check()
+
     def fetch(self, saved: Saved) -> pathlib.Path:
-        """A local folder holding the complete checkpoint (pulled from the run URI if needed)."""
+        """A local folder holding the complete checkpoint, checked against its manifest.
+
+        From a bucket, the local copy is synced first (only files whose size or CRC32C differ
+        from the bucket's are downloaded).
+
+        Raises:
+            CheckpointCorrupt: a file is missing or differs from the manifest.
+        """
         rel = run.checkpoint_dir(saved.name)
-        if not self.mirror.path(run.checkpoint_file(saved.name, run.COMPLETE)).exists():
-            shutil.rmtree(self.mirror.path(rel), ignore_errors=True)
-            self.mirror.pull(rel)
+        self.mirror.pull(rel)
+        why = unusable(self.mirror.path(rel))
+        if why is not None:
+            raise CheckpointCorrupt(f"checkpoint {saved.name} of {self.uri}: {why}")
         return self.mirror.path(rel)
+
+    def load(self, which: str, restore_into) -> tuple[Saved, dict]:
+        """The checkpoint `which` names (`find`), restored by `restore_into(folder) -> state`.
+
+        One that fails its manifest or its restore is set aside (one warning line naming it and
+        why) and the next newest complete checkpoint before it is tried.
+
+        Raises:
+            UserError: no checkpoint matches `which` (`find`).
+            CheckpointCorrupt (exit 2): none of the candidates loads.
+        """
+        chosen = self.find(which)
+        candidates = [chosen] + [s for s in reversed(self.complete()) if s.order < chosen.order]
+        return check.first_usable(candidates, self.uri, lambda saved: restore_into(self.fetch(saved)))
 
 
 def restore(ckpt: tf.train.Checkpoint, folder: str | pathlib.Path, partial: bool = False) -> dict:

@@ -79,7 +79,7 @@ def _train(args: argparse.Namespace) -> int:
     configure_cpu_replicas(config.cpu_replicas)
     from job.training.loop import fit
 
-    fit(config)
+    fit(config, takeover=args.takeover)
     return 0
 
 
@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p)
     p.add_argument("--run", default=None, help="run URI: folder or gs://bucket/prefix (default runs/<name>)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
+    p.add_argument("--takeover", action="store_true",
+                   help="take the run's lease from its writer at once: only when you know that "
+                        "writer is dead (its pod or process gone)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("generate", help="write synthetic PNGs (tagged as synthetic) from a run's EMA generator")

@@ -32,13 +32,18 @@ def load_generator(run_uri: str, checkpoint: str = "latest"):
 
     The generator's batch-norm statistics are measured on its own output
     (`job.training.standing_stats`): a checkpoint made mid-epoch (wall clock, preemption) holds the
-    raw generator's, which draw far too dark images.
+    raw generator's, which draw far too dark images. A checkpoint that fails its manifest or
+    its restore is set aside for the next newest (`CheckpointStore.load`).
+
+    Raises:
+        UserError: not a run, no such checkpoint; BadRunFile (exit 2): config.json is not JSON;
+        CheckpointCorrupt (exit 2): no checkpoint loads.
     """
     config = read_config(run_uri)
     store = CheckpointStore(storage.Mirror(run_uri), config.keep_checkpoints)
-    saved = store.find(checkpoint)
     generator = build_generator(config, name="ema_generator")
-    state = restore(tf.train.Checkpoint(ema_generator=generator), store.fetch(saved), partial=True)
+    _, state = store.load(checkpoint, lambda folder: restore(
+        tf.train.Checkpoint(ema_generator=generator), folder, partial=True))
     standing_statistics(generator, config, [LABELS.index(n) for n in (config.label_names or LABELS)])
     return generator, config, int(state["epoch"])
 

@@ -10,6 +10,8 @@
                                           (names are never reused: no write under a live marker)
     <run>/checkpoints/best.json           {"name", "metric", "value"} of the best checkpoint
     <run>/generator.keras                 the exported EMA generator
+    <run>/LEASE                           {"owner", "expires", ...}: the one writer's lease
+                                          (`job.storage.lease`); .LEASE.lock guards it locally
 
 Everything here is pure (names in, names out) except the `read_*` functions at the bottom, which
 read a run URI through `job.storage`. Checkpoints, the sample writer, `covidct best`, the sweep
@@ -38,6 +40,7 @@ COMPLETE = "COMPLETE"  # a checkpoint exists for readers only once this marker d
 STATE = "state.json"  # inside a checkpoint: epoch, step, reason, metrics
 CKPT_PREFIX = "ckpt"  # tf.train.Checkpoint file prefix inside a checkpoint folder
 BEST = f"{CHECKPOINTS}/best.json"
+LEASE = "LEASE"  # the writer's lease object (job.storage.lease)
 
 _CHECKPOINT_NAME = re.compile(r"^e(\d{6})-s(\d{5})(?:-r(\d+))?$")
 _SAMPLE_NAME = re.compile(r"^epoch_(\d{4,})\.png$")
@@ -137,12 +140,31 @@ def read_metrics(run_uri: str) -> list[dict]:
     return parse_metrics(storage.read_bytes(uri).decode()) if storage.exists(uri) else []
 
 
+class BadRunFile(UserError):
+    """A run's own file cannot be parsed (a hand edit): reading it again fails the same way."""
+
+    exit_code = 2
+
+
 def read_config_text(run_uri: str) -> str:
-    """config.json of `run_uri`; a UserError if `run_uri` is not a run."""
+    """config.json of `run_uri`, checked to be JSON.
+
+    Raises:
+        UserError: `run_uri` is not a run (no config.json).
+        BadRunFile (exit 2): config.json is not JSON (a comment, a trailing comma); the message
+            names the file, the line and the column.
+    """
     uri = storage.join(run_uri, CONFIG)
     if not storage.exists(uri):
         raise UsageError(f"{run_uri} is not a run: it has no {CONFIG}")
-    return storage.read_bytes(uri).decode()
+    text = storage.read_bytes(uri).decode()
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BadRunFile(f"{uri} is not valid JSON at line {error.lineno}, column {error.colno}: "
+                         f"{error.msg} (JSON has no comments or trailing commas; fix the edit or "
+                         "write the change with --set field=value)") from None
+    return text
 
 
 def read_best(run_uri: str) -> dict | None:

@@ -140,7 +140,7 @@ def download(ranked: Ranked, metric: str, out_dir: str) -> pathlib.Path:
 
     The checkpoint is marked best (checkpoints/best.json), so `--checkpoint best` and `latest`
     both load it. One that fails its manifest is set aside (a warning line) for the trial's
-    next newest measured one (`job.checkpoint.pull_intact`); none: CheckpointCorrupt (exit 2).
+    next best measured one (`job.checkpoint.pull_intact`); none: CheckpointCorrupt (exit 2).
     """
     if ranked.checkpoint is None:
         raise UserError(f"trial {ranked.trial.trial_id} has no checkpoint measured by {metric}")
@@ -149,11 +149,12 @@ def download(ranked: Ranked, metric: str, out_dir: str) -> pathlib.Path:
     config = run.read_config_text(source)
     if (out / run.CONFIG).exists() and (out / run.CONFIG).read_text() != config:
         raise UsageError(f"--out {out} already holds another run; give an empty or new folder")
-    # The ranked checkpoint or, if it fails its manifest, the trial's next newest measured one.
+    # The ranked checkpoint or, if it fails its manifest, the trial's next best measured one.
     trial = ranked.trial
-    older = [s for s in reversed(trial.checkpoints) if s.order < ranked.checkpoint.order
-             and s.step == 0 and _finite(trial.at(s.epoch).get(metric))]
-    saved = pull_intact(source, [ranked.checkpoint, *older], out)
+    others = sorted((s for s in trial.checkpoints if s != ranked.checkpoint and s.step == 0
+                     and _finite(trial.at(s.epoch).get(metric))),
+                    key=lambda s: registry.ordering(metric, trial.at(s.epoch)[metric]))
+    saved = pull_intact(source, [ranked.checkpoint, *others], out)
     (out / run.CONFIG).write_text(config)
     history = "".join(json.dumps(h) + "\n" for h in ranked.trial.history)
     (out / run.METRICS).write_text(history)

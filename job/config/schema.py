@@ -101,6 +101,12 @@ class TrainConfig:
 
     # Storage: how long uploads keep retrying before the run fails.
     storage_retry_seconds: float = 120.0  # how long uploads keep retrying before the run fails
+    # One writer per run URI (`job.storage.lease`): the writer's lease lapses this long after its
+    # last renewal (renewed every third of it); a second writer waits up to lease_wait_seconds
+    # (longer than a lease, so a killed writer's replacement goes on by itself), then exits 1
+    # naming the holder. `covidct train --takeover` takes it at once from a writer known dead.
+    lease_seconds: float = 60.0
+    lease_wait_seconds: float = 120.0  # a second writer waits this long for the lease, then exits 1
 
     @property
     def height(self) -> int:
@@ -147,6 +153,7 @@ RESUMABLE_FIELDS = frozenset({
     "metric_num_images", "inception_weights", "storage_retry_seconds", "cpu_replicas", "xla",
     "deterministic", "allow_synthetic_data", "g_lr", "d_lr", "adam_beta_1", "adam_beta_2",
     "augment", "r1_gamma", "global_batch_size", "ema_kimg", "ema_rampup", "loss",
+    "lease_seconds", "lease_wait_seconds",
 })
 
 

@@ -23,8 +23,8 @@ from typing import Callable, Iterable
 import numpy as np
 import tensorflow as tf
 
-from job import storage
-from job.checkpoint import CheckpointStore, restore
+from job import run, storage
+from job.checkpoint import CheckpointStore
 from job.config import TrainConfig
 from job.config.checks import checked
 from job.errors import Diverged, Preempted
@@ -37,6 +37,7 @@ from job.training.eta import Eta
 from job.training.outputs import RunFiles
 from job.training.plan import make_plan
 from job.training.preemption import SigtermFlag, preempt
+from job.training.resume import resume
 from job.training.standing_stats import standing_statistics
 from job.training.step import Stepper, build_state, make_generate, make_train_step
 from job.training.strategy import make_strategy
@@ -63,28 +64,12 @@ def _interval(epoch: int, every: int, last: int) -> bool:
     return epoch % every == 0 or epoch == last
 
 
-def _resume(config: TrainConfig, store: CheckpointStore, state, source: str | None) -> None:
-    """Load `source` (or the run URI's newest complete checkpoint) into `state`."""
-    pruned = store.prune_incomplete()
-    if pruned:
-        log.info(f"pruned {len(pruned)} incomplete checkpoint(s) of a killed writer: {', '.join(pruned)}")
-    if source is None and (latest := store.latest()) is not None:
-        source = str(store.fetch(latest))
-    if source is None:
-        return
-    restored = restore(state.checkpoint(), source)
-    log.info(f"resumed from {source}: epoch {restored['epoch']}, step {restored['step']}")
-    # Keras 3 checkpoints the learning rate; the config's value wins (a resumed run with
-    # --set g_lr=..., a PBT trial that was handed a new rate).
-    state.g_opt.learning_rate.assign(config.g_lr)
-    state.d_opt.learning_rate.assign(config.d_lr)
-
-
 def fit(
     config: TrainConfig,
     callbacks: Iterable[Callback] = (),
     resume_from: str | None = None,
     on_step: StepHook | None = None,
+    takeover: bool = False,
 ) -> dict:
     """Train (or continue) the run described by `config`; returns the last epoch's metrics.
 
@@ -96,21 +81,40 @@ def fit(
             (Ray Tune hands trials their checkpoint this way).
         on_step: called with (epoch, step) just before each step (stylegan2-ada's progress
             hook): profilers and the preemption tests plug in here.
+        takeover: take the run's lease from its holder at once (a writer known to be dead)
+            instead of waiting up to `lease_wait_seconds` for it to lapse.
 
     Raises:
         Preempted: SIGTERM arrived (exit 143); the message says which checkpoint counts.
         Diverged: a non-finite loss (exit 2: a retry from the same state repeats it).
         ConfigError: a bad value, a changed run identity, a batch larger than the data (exit 2).
         StorageError: the run URI or data_dir cannot be used (exit 1).
+        LeaseHeld: another live writer holds the run's lease (exit 1, naming it).
     """
     config = checked(config)
+    storage.check_reachable(config.resolved_run_uri)
+    # One writer per run URI: nothing below writes, prunes or promotes before this process holds
+    # the lease (a replacement pod, a rescheduled trial or a second `covidct train` waits here).
+    lease = storage.Lease(config.resolved_run_uri, run.LEASE, config.lease_seconds)
+    lease.acquire(config.lease_wait_seconds, takeover)
+    try:
+        return _train(config, lease, callbacks, resume_from, on_step)
+    except Preempted:
+        lease.release(seconds=1.0)  # the grace budget is spent; a lease left behind lapses
+        raise
+    finally:
+        lease.release()
+
+
+def _train(config: TrainConfig, lease: storage.Lease, callbacks: Iterable[Callback],
+           resume_from: str | None, on_step: StepHook | None) -> dict:
+    """`fit` under the run's lease."""
     configure_cpu_replicas(config.cpu_replicas)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(config)
     replicas = strategy.num_replicas_in_sync
     log.info(describe_devices(strategy))
-    storage.check_reachable(config.resolved_run_uri)
 
     dataset = data.describe(config)  # the dataset, opened once for the whole run
     images, count = data.load_images(config, dataset=dataset)
@@ -120,10 +124,10 @@ def fit(
 
     files = RunFiles(config)
     files.record_config()
-    store = CheckpointStore(files.mirror, config.keep_checkpoints)
+    store = CheckpointStore(files.mirror, config.keep_checkpoints, lease, config.global_batch_size)
     state = build_state(config, strategy)
     ckpt = state.checkpoint()
-    _resume(config, store, state, resume_from)
+    resume(config, store, state, resume_from)
     if int(state.step.numpy()) >= plan.steps_per_epoch:
         # Written by a version that saved after an epoch's last step: that epoch is trained.
         state.epoch.assign_add(1)
@@ -210,6 +214,7 @@ def fit(
                 if samples_due:
                     files.save_samples(done, generate(grid_z, grid_y).numpy(), grid_classes,
                                        grid_y.numpy())
+                lease.check()  # a writer that lost its run to another writes no more lines
                 files.log_metrics(done, m)
                 if preempted:
                     raise preempt(store, ckpt, done, 0, config.grace_seconds, sigterm,

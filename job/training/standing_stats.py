@@ -32,7 +32,15 @@ from job.training.models import generator_inputs
 # 0.019-0.026 mean absolute pixel difference ([-1, 1] units) of those drawn with statistics from 64
 # batches, 32 batches within 0.010-0.017; the training-mode output of one batch varies as much.
 STANDING_BATCHES = 16
-_SALT = 7919  # keeps these latents apart from the grid's and the metrics' (`data.fixed_noise`)
+# Below 7919, where `data.fixed_noise`'s salts start (7919 + salt: the grid 0, the metrics 1), so
+# these latents never repeat the grid's or the metrics' (7919 itself drew the grid's latents).
+_SALT = 7907
+
+
+def latents(config: TrainConfig, n: int, seed: int | None = None) -> tf.Tensor:
+    """The (n, latent_dim) float32 latents the statistics are measured on (seed: `config.seed`)."""
+    return tf.random.stateless_normal([n, config.latent_dim],
+                                      seed=[config.seed if seed is None else seed, _SALT])
 
 
 def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
@@ -69,8 +77,7 @@ def standing_statistics(
         return 0
     probe = keras.Model(generator.inputs, [l.input for l in layers])
     size = config.global_batch_size
-    z = tf.random.stateless_normal([batches * size, config.latent_dim],
-                                   seed=[config.seed if seed is None else seed, _SALT])
+    z = latents(config, batches * size, seed)
     labels = tf.constant(np.resize(np.asarray(class_ids, np.int32), batches * size))
     means = [[] for _ in layers]
     variances = [[] for _ in layers]
