@@ -14,7 +14,7 @@ from bench.flops import layer_forward_flops, step_flops
 from bench.rows import KEYS, row, table
 from bench.timing import interleaved
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_row_ratio_and_met_follow_the_direction():
