@@ -91,7 +91,7 @@ def model_card(info: dict[str, Any]) -> str:
         f"- SWD x1e3: vs train {q['swd_generated_vs_train']:.4g}, vs hold-out "
         f"{q['swd_generated_vs_holdout']:.4g}; hold-out vs train {q['swd_holdout_vs_train']:.4g} "
         f"({q['images_per_set']} images per set).",
-        f"- Diversity ratio (generated / real mean pairwise distance): {div['diversity_ratio']:.3g}.",
+        f"- Diversity: coverage of the hold-out {div['diversity_ratio']:.3g} of real training scans'.",
         f"- Memorisation: {mem['flagged']} of {mem['generated']} generated images were closer to a "
         f"training scan than the closest real hold-out/train pair (d = {mem['threshold']:.4f}); "
         f"median nearest distance generated {mem['generated_quantiles']['q50']:.3f}, real "
@@ -155,8 +155,7 @@ def export(
         "train": len(train), "holdout": len(holdout), "generated": n, "kept": len(keep),
         "drop_copies": drop_copies, "covid_share": float(np.mean(covid_p > 0.5)),
         "train_covid_share": float(np.mean(train_covid)) if train_covid is not None else float("nan"),
-        "quality": quality.quality(train, holdout, kept, seed=seed),
-        "diversity": quality.diversity(train, kept) if len(kept) > 1 else {"diversity_ratio": float("nan")},
+        **dict(zip(("quality", "diversity"), quality.measure(train, holdout, kept, seed=seed))),
         "memorisation": memo.summary(), "label_source": label_source,
     }
     tags = {"run": run_uri, "epoch": str(epoch), "checkpoint": checkpoint, "seed": str(seed),

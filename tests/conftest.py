@@ -27,3 +27,17 @@ def demo_data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("demo-tfds")
     prepare("28", str(folder), demo=True)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def sample28(tmp_path_factory):
+    """The real COVID-CT sample (COVIDCT_SAMPLE_DIR) prepared at 28x28 once per session: its
+    data_dir, read-only for tests; skipped without the sample."""
+    sample = os.environ.get("COVIDCT_SAMPLE_DIR")
+    if not sample or not os.path.isdir(sample):
+        pytest.skip("COVIDCT_SAMPLE_DIR (the real COVID-CT sample) is absent")
+    from job.prepare import prepare
+
+    folder = tmp_path_factory.mktemp("sample28-tfds")
+    prepare("28", str(folder), manual_dir=sample)
+    return str(folder)

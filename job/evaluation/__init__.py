@@ -1,2 +1,3 @@
-"""Evaluation of a generator or a folder of images: quality against the real floor, class
-fidelity, memorisation, and the report with its verdict."""
+"""Evaluation of a generator or a folder of images: quality and diversity against the real floor
+(the loop's `job.metrics.heldout` figures), class fidelity, memorisation, the utility experiment,
+the report and its verdict (`verdict`)."""

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from job.errors import UserError
-from job.evaluation import nearest
+from job.metrics.arrays import reduce
 
 CLASSIFIER_SIDE = 64  # classifiers see images area-averaged to at most 64 px (fast on a CPU)
 CLASSIFIER_EPOCHS = 15
@@ -39,16 +39,18 @@ def _classifier_input(images: np.ndarray) -> np.ndarray:
     x = np.asarray(images, np.float64)
     if x.ndim == 4:
         x = x[..., 0]
-    return nearest.reduce(x, CLASSIFIER_SIDE)[..., None].astype(np.float32)
+    return reduce(x, CLASSIFIER_SIDE)[..., None].astype(np.float32)
 
 
 def train_classifier(
-    images: np.ndarray, is_covid: np.ndarray, *, seed: int = 0, epochs: int = CLASSIFIER_EPOCHS
+    images: np.ndarray, is_covid: np.ndarray, *, seed: int = 0, epochs: int = CLASSIFIER_EPOCHS,
+    steps: int | None = None,
 ):
     """A tiny CNN (3 strided convs, ~25k weights) for covid vs non_covid; seconds on a CPU.
 
     Small on purpose: it is a probe of whether the class signal is there, not a diagnostic model.
-    Trains `epochs`, or more on a small set to reach CLASSIFIER_MIN_STEPS batches.
+    Trains `epochs`, or more on a small set to reach CLASSIFIER_MIN_STEPS batches; with `steps`,
+    about that many batches whatever the set's size (whole epochs, rounded up).
     """
     import keras
 
@@ -68,7 +70,8 @@ def train_classifier(
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.BinaryCrossentropy(from_logits=True))
     steps_per_epoch = math.ceil(len(x) / CLASSIFIER_BATCH)
-    epochs = max(epochs, math.ceil(CLASSIFIER_MIN_STEPS / steps_per_epoch))
+    epochs = (math.ceil(steps / steps_per_epoch) if steps else
+              max(epochs, math.ceil(CLASSIFIER_MIN_STEPS / steps_per_epoch)))
     model.fit(x, y, batch_size=CLASSIFIER_BATCH, epochs=epochs, shuffle=True, verbose=0)
     return model
 
@@ -80,10 +83,6 @@ def covid_probability(model, images: np.ndarray) -> np.ndarray:
 
 def _scores_of(p: np.ndarray, is_covid: np.ndarray) -> dict[str, float | None]:
     return {"accuracy": float(np.mean((p > 0.5) == np.asarray(is_covid, bool))), "auc": auc(is_covid, p)}
-
-
-def _scores(model, images: np.ndarray, is_covid: np.ndarray) -> dict[str, float | None]:
-    return _scores_of(covid_probability(model, images), is_covid)
 
 
 def class_fidelity(train, train_covid, holdout, holdout_covid, generated, *, seed: int = 0):
@@ -98,29 +97,6 @@ def class_fidelity(train, train_covid, holdout, holdout_covid, generated, *, see
         "train_covid_share": float(np.mean(train_covid)),
     }
     return results, {"holdout_p": holdout_p, "generated_p": generated_p}
-
-
-def utility(train, train_covid, holdout, holdout_covid, generated, generated_covid, *, seed: int = 0):
-    """Hold-out accuracy/AUC of classifiers trained on real, real + synthetic and synthetic only.
-
-    Synthetic images carry `generated_covid`: the class each was drawn as (a conditional
-    generator, or `label`-tagged images) or, for images without one, the label the real-trained
-    classifier gives them; with a single class the synthetic-only classifier cannot be trained
-    and is reported as None.
-    """
-    sets = {
-        "real": (train, train_covid),
-        "real_plus_synthetic": (np.concatenate([train, generated]),
-                                np.concatenate([train_covid, generated_covid])),
-        "synthetic": (generated, generated_covid),
-    }
-    out = {}
-    for name, (x, y) in sets.items():
-        if len(np.unique(y)) < 2:
-            out[name] = None
-            continue
-        out[name] = _scores(train_classifier(x, y, seed=seed), holdout, holdout_covid)
-    return out
 
 
 def has_both_classes(*labels: np.ndarray | None) -> bool:

@@ -5,12 +5,13 @@
 
 The second form checks any folder of images (another generator's, say) against a prepared
 dataset. Both end with one VERDICT line (quality against the real floor, diversity, memorisation,
-and the classes when the images have classes) and exit with `report.VERDICT_FAIL_EXIT_CODE` when
+and the classes when the images have classes) and exit with `errors.VERDICT_FAIL_EXIT_CODE` when
 any part fails. A conditional run's images, or a folder whose every PNG carries a `label` tag,
 are also evaluated class by class (`job.evaluation.by_class`).
 
 About a minute on 2 CPU cores for 1000 images at 64x64 (memorisation ~2 s, SWD ~10 s); class
-fidelity trains a tiny CNN for a few seconds more; `--utility` trains three.
+fidelity trains a tiny CNN for a few seconds more; `--utility` runs the classifier experiment of
+`job.evaluation.utility` (4 arms x 5 seeds: minutes).
 
 `evaluate` is the I/O edge: it loads the run's config, EMA generator and real splits
 (`train` = what the generator saw, `test` = the real hold-out), then hands numpy arrays to
@@ -28,7 +29,7 @@ import numpy as np
 from job import storage
 from job.config import TrainConfig, validate
 from job.errors import ConfigError, UsageError, UserError
-from job.evaluation import by_class, classifier, memorisation, quality
+from job.evaluation import by_class, classifier, memorisation, quality, utility
 from job.metrics import inception
 from job.training import data
 from tfds_covidct.covid_ct.sources import LABELS
@@ -63,6 +64,7 @@ def evaluate_arrays(
     seed: int = 0,
     extractor: Callable[[Any], np.ndarray] | None = None,
     with_utility: bool = False,
+    utility_options: dict | None = None,
 ) -> tuple[dict[str, Any], memorisation.Memorisation]:
     """Every figure of the report from arrays in [-1, 1] (N, H, W, 1); (results, memorisation).
 
@@ -76,7 +78,8 @@ def evaluate_arrays(
 
     Raises:
         UserError: shapes that differ, labels that do not fit the generated images, `with_utility`
-            without both classes in both real splits.
+            without both classes in both real splits (`utility_options` go to
+            `utility.experiment`: seeds, ratios, steps).
     """
     shapes = {np.shape(x)[1:] for x in (train, holdout, generated)}
     if len(shapes) > 1:
@@ -88,12 +91,13 @@ def evaluate_arrays(
     ref_train = train[of_classes(train_covid, trained_on)]
     ref_holdout = holdout[of_classes(holdout_covid, trained_on)]
     memo = memorisation.check(generated, ref_train, ref_holdout)
+    figures, diversity = quality.measure(ref_train, ref_holdout, generated, seed=seed,
+                                         extractor=extractor)
     results: dict[str, Any] = {
         "counts": {"train": len(ref_train), "holdout": len(ref_holdout), "generated": len(generated)},
         "trained_on": list(trained_on or LABELS),
-        "quality": quality.quality(ref_train, ref_holdout, generated, seed=seed, extractor=extractor),
-        "diversity": quality.diversity(quality.subsample(
-            ref_train, min(len(ref_train), len(generated)), np.random.default_rng(seed)), generated),
+        "quality": figures,
+        "diversity": diversity,
         "memorisation": memo.summary(),
         "class_fidelity": None,
         "utility": None,
@@ -110,8 +114,8 @@ def evaluate_arrays(
             given = generated_labels is not None
             synthetic_covid = (np.asarray(generated_labels) == LABELS.index(by_class.COVID) if given
                                else probabilities["generated_p"] > 0.5)
-            results["utility"] = classifier.utility(train, train_covid, holdout, holdout_covid, generated,
-                                                    synthetic_covid, seed=seed)
+            results["utility"] = utility.experiment(train, train_covid, holdout, holdout_covid,
+                                                    generated, synthetic_covid, **(utility_options or {}))
             results["utility_labels"] = "drawn" if given else "classifier"
     elif with_utility:
         raise UserError("--utility needs a dataset whose train and test splits hold both covid "
@@ -176,6 +180,7 @@ def evaluate_images(
     seed: int = 0,
     inception_weights: str = "",
     utility: bool = False,
+    utility_options: dict | None = None,
 ) -> dict[str, Any]:
     """Evaluate the images in `images_dir` as if a generator drew them, against the prepared
     covid_ct/`dataset_config` in `data_dir`; write the report to `out`; return its JSON.
@@ -198,7 +203,7 @@ def evaluate_images(
            "inception_weights": inception_weights, "files": names, "resized": resized}
     return _report(out, run, real, generated, generated_labels=labels,
                    no_labels_note=no_labels_note, seed=seed, extractor=extractor,
-                   with_utility=utility)
+                   with_utility=utility, utility_options=utility_options)
 
 
 def _report(out: str, run: dict, real, generated: np.ndarray, **options) -> dict[str, Any]:
@@ -226,6 +231,26 @@ def _class_counts(labels: np.ndarray) -> str:
     return ", ".join(f"{name} {c}" for name, c in zip(LABELS, counts) if c)
 
 
+def draw(run_uri: str, checkpoint: str, n: int, seed: int):
+    """(generated, labels, config, epoch, real): `n` images (N, H, W, 1) in [-1, 1] of the run's
+    EMA generator at `checkpoint`; their (n,) int class indices into LABELS or None (a
+    conditional run's planned by `by_class.plan`, a one-class run's all of its class); the run's
+    config and epoch; the real ((train, is-covid), (test, is-covid)) splits of its dataset."""
+    from job.generate import generate_images, load_generator
+
+    generator, config, epoch = load_generator(run_uri, checkpoint)
+    real = data.load_split(config, "train"), data.load_split(config, "test")
+    train_covid = real[0][1]
+    labels, names = None, config.label_names or LABELS
+    if config.conditional:
+        train_names = by_class.names_of(train_covid) if train_covid is not None else np.array([])
+        labels = by_class.plan(n, {c: int(np.sum(train_names == c)) for c in names}, seed)
+    generated = generate_images(generator, config, n, seed, labels)
+    if not config.conditional and len(names) == 1:
+        labels = np.full(n, LABELS.index(names[0]), np.int32)  # one class learnt: all of its class
+    return generated, labels, config, epoch, real
+
+
 def evaluate(
     run_uri: str,
     out: str,
@@ -234,6 +259,7 @@ def evaluate(
     seed: int = 0,
     inception_weights: str = "",
     utility: bool = False,
+    utility_options: dict | None = None,
 ) -> dict[str, Any]:
     """Generate `n` images from `run_uri` at `checkpoint`, evaluate them, write the report to
     `out` (folder or gs://); returns the report's JSON content.
@@ -244,21 +270,12 @@ def evaluate(
     Raises:
         UserError: n below 2 (2 per class for a conditional run); no run or checkpoint.
     """
-    from job.generate import generate_images, load_generator
-
     if n < 2:
         raise UsageError(f"--n must be at least 2, got {n}")
     extractor = inception.extractor(inception_weights)  # fail on a bad file before any work
-    generator, config, epoch = load_generator(run_uri, checkpoint)
-    (train, train_covid), (holdout, _) = real = (data.load_split(config, "train"),
-                                                 data.load_split(config, "test"))
-    labels, names = None, config.label_names or LABELS
-    if config.conditional:
-        train_names = by_class.names_of(train_covid) if train_covid is not None else np.array([])
-        labels = by_class.plan(n, {c: int(np.sum(train_names == c)) for c in names}, seed)
-    generated = generate_images(generator, config, n, seed, labels)
-    if not config.conditional and len(names) == 1:
-        labels = np.full(n, LABELS.index(names[0]), np.int32)  # one class learnt: all of its class
+    generated, labels, config, epoch, real = draw(run_uri, checkpoint, n, seed)
+    (train, _), (holdout, _) = real
+    names = config.label_names or LABELS
     log.info(f"evaluating {n} images of {run_uri} (epoch {epoch}) against {len(train)} train and "
              f"{len(holdout)} hold-out scans"
              + (f", by class: {_class_counts(labels)}" if labels is not None else ""))
@@ -268,4 +285,4 @@ def evaluate(
     return _report(out, run, real, generated, generated_labels=labels, no_labels_note=(
         "the run's generator is unconditional: its images have no class (a run trained with "
         "--set conditional=true is evaluated by class)"), trained_on=tuple(names), seed=seed,
-        extractor=extractor, with_utility=utility)
+        extractor=extractor, with_utility=utility, utility_options=utility_options)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from job.errors import UserError
-from job.metrics.arrays import as_images
+from job.metrics.arrays import as_images, reduce
 
 DISTANCE_SIDE = 32  # images are area-averaged until the shorter side is at most this
 MAX_SHIFT_FRACTION = 0.125  # of the reduced shorter side, each way (DiffAugment's translation)
@@ -27,26 +27,6 @@ CANDIDATES = 6  # training scans per query the coarse stage keeps (with all thei
 COARSE_SHIFT_PX = 1  # the coarse stage's search around the centred images
 # Query rows per matrix product: keeps the (rows x references) block near 64 MB of float64.
 _BLOCK_ELEMENTS = 8_000_000
-
-
-def _area_matrix(source: int, target: int) -> np.ndarray:
-    """(target, source) weights that average source pixels into target cells by overlap."""
-    edges = np.arange(target + 1) * (source / target)
-    lo, hi = edges[:-1, None], edges[1:, None]
-    pixel = np.arange(source)[None, :]
-    overlap = np.clip(np.minimum(hi, pixel + 1) - np.maximum(lo, pixel), 0.0, None)
-    return overlap / (source / target)
-
-
-def reduce(images: np.ndarray, side: int = DISTANCE_SIDE) -> np.ndarray:
-    """Area-average (N, H, W) so the shorter side is at most `side`, keeping the aspect ratio."""
-    n, h, w = images.shape
-    scale = min(1.0, side / min(h, w))
-    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
-    if (th, tw) == (h, w):
-        return images
-    # Two batched matrix products (rows, then columns): a single 3-operand einsum loops naively.
-    return _area_matrix(h, th) @ (images @ _area_matrix(w, tw).T)
 
 
 def _zoom_matrix(size: int, factor: float, shift: float = 0.0) -> np.ndarray:

@@ -1,9 +1,13 @@
-"""Quality of a generated set against real scans: SWD, the intensity distance and FID/KID, each
-beside the real floor (hold-out vs train), and diversity against the real set's.
+"""Quality and diversity of a generated set against real scans, in the report's words.
 
-Every comparison against real data is made with equal image counts (the smallest of the three
-sets), so the hold-out -> train figures are a fair floor: a generator cannot do better than real
-scans that it never saw. Pure numpy on (N, H, W, 1) arrays in [-1, 1].
+The figures are the training loop's: `job.metrics.heldout.HeldOutScorer` scores k generated and
+k training images (k = the smaller count) against every hold-out scan, so the training scans'
+figure is a fair floor (a generator cannot do better than real scans it never saw), and the
+registry's families add generated vs training (`registry.compute`, as the loop logs them). This
+module only names them for the report: `<key>_generated_vs_holdout`, `<key>_holdout_vs_train`
+(the floor) and `<key>_generated_vs_train` for SWD, intensity W1 (and FID/KID with an
+extractor); the diversity section holds coverage and its ratio. Pure numpy on (N, H, W, 1)
+arrays in [-1, 1].
 """
 
 from __future__ import annotations
@@ -12,53 +16,54 @@ from typing import Any, Callable
 
 import numpy as np
 
-from job import metrics
-from job.errors import UserError
-from job.metrics.heldout import ratio
+from job.metrics import coverage, registry
+from job.metrics.heldout import HeldOutScorer, ratio
 
 # The figures judged against their real floor: (label in the verdict, key in `quality`'s dict).
-FLOOR_FIGURES = (("SWD", "swd"), ("intensity W1", "intensity_w1"))
-
-def subsample(images: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
-    return images if len(images) == m else images[np.sort(rng.choice(len(images), m, replace=False))]
+FLOOR_FIGURES = tuple((m.label, key) for m in registry.members("quality_ratio") for key in m.heldout)
 
 
-def quality(
+def measure(
     train: np.ndarray,
     holdout: np.ndarray,
     generated: np.ndarray,
     *,
     seed: int = 0,
     extractor: Callable[[Any], np.ndarray] | None = None,
-) -> dict[str, Any]:
-    """SWD, intensity W1 (and FID/KID with an extractor) of generated vs train, vs hold-out, and
-    the real floor (hold-out vs train).
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(quality, diversity) of `generated` against the real `train` and `holdout` images.
 
-    All sets are cut to the same count m (SWD and FID are biased by sample size, so unequal
-    counts would make the floor unfair); `images_per_set` records m.
+    quality: `images_per_set` (k), `holdout_images`, `quality_ratio` and, per registered
+    hold-out key but coverage, its value vs the hold-out, vs train and the floor.
+    diversity: `diversity_ratio` (the loop's `diversity`: coverage over its floor),
+    `coverage_generated`, `coverage_real` (training scans' coverage: the reference), `neighbours`
+    and `side` (the feature space: `job.metrics.coverage`).
+
+    Raises:
+        UserError: fewer than 2 images in a set, sizes that differ, NaN or inf.
     """
-    m = min(len(train), len(holdout), len(generated))
-    if m < 2:
-        raise UserError(f"quality needs at least 2 images per set, got train/hold-out/generated "
-                        f"{len(train)}/{len(holdout)}/{len(generated)}")
-    rng = np.random.default_rng(seed)
-    tr, ho, ge = (subsample(x, m, rng) for x in (train, holdout, generated))
-    out: dict[str, Any] = {
-        "images_per_set": m,
-        "swd_generated_vs_train": metrics.swd(tr, ge, seed=seed),
-        "swd_generated_vs_holdout": metrics.swd(ho, ge, seed=seed),
-        "swd_holdout_vs_train": metrics.swd(tr, ho, seed=seed),
-        "intensity_w1_generated_vs_train": metrics.intensity_w1(tr, ge),
-        "intensity_w1_generated_vs_holdout": metrics.intensity_w1(ho, ge),
-        "intensity_w1_holdout_vs_train": metrics.intensity_w1(tr, ho),
-    }
-    if extractor is not None:
-        f_tr, f_ho, f_ge = extractor(tr), extractor(ho), extractor(ge)
-        for name, (a, b) in {"generated_vs_train": (f_tr, f_ge), "generated_vs_holdout": (f_ho, f_ge),
-                             "holdout_vs_train": (f_tr, f_ho)}.items():
-            out[f"fid_{name}"] = metrics.fid_from_features(a, b)
-            out[f"kid_{name}"] = metrics.kid(a, b, seed=seed)
-    return out
+    scorer = HeldOutScorer(train, holdout, seed=seed, extractor=extractor)
+    scores = scorer(generated)
+    tr, ge = scorer.pair(generated)
+    judged = [m for m in scorer.families if m.blend != "diversity"]
+    vs_train = registry.compute([m.name for m in judged], tr, ge, seed=seed, extractor=extractor)
+    q: dict[str, Any] = {"images_per_set": len(ge), "holdout_images": len(scorer.holdout),
+                         "quality_ratio": scores["quality_ratio"]}
+    for key in (k for m in judged for k in m.heldout):
+        q[f"{key}_generated_vs_holdout"] = scores[f"{key}_holdout"]
+        q[f"{key}_holdout_vs_train"] = scores[f"{key}_floor"]
+        q[f"{key}_generated_vs_train"] = vs_train[key]
+    d = {"diversity_ratio": scores["diversity"], "coverage_generated": scores["coverage_holdout"],
+         "coverage_real": scores["coverage_floor"],
+         "neighbours": coverage.neighbours_for(len(scorer.holdout)),
+         "side": coverage.COVERAGE_SIDE, "images_per_set": len(ge)}
+    return q, d
+
+
+def quality(train: np.ndarray, holdout: np.ndarray, generated: np.ndarray, *, seed: int = 0,
+            extractor: Callable[[Any], np.ndarray] | None = None) -> dict[str, Any]:
+    """The quality half of `measure`."""
+    return measure(train, holdout, generated, seed=seed, extractor=extractor)[0]
 
 
 def floor_ratios(q: dict[str, Any]) -> dict[str, float]:
@@ -78,14 +83,3 @@ def against_floor(q: dict[str, Any], max_ratio: float) -> tuple[bool, str]:
     text = ", ".join(f"{label} {r:.2f}x its real floor ({v:.4g} vs {fl:.4g})"
                      for label, r, v, fl in bad or figures)
     return not bad, f"{text} > {max_ratio:g}x" if bad else f"{text} (<= {max_ratio:g}x)"
-
-
-def diversity(real: np.ndarray, generated: np.ndarray) -> dict[str, float]:
-    """Mean pairwise distance among generated and among real images, and their ratio.
-
-    A ratio near 1 means the generator varies as much as the scans; near 0 means mode collapse.
-    """
-    real_value, generated_value = metrics.diversity(real), metrics.diversity(generated)
-    ratio = generated_value / real_value if real_value > 0 else float("nan")
-    return {"diversity_generated": generated_value, "diversity_real": real_value, "diversity_ratio": ratio}
-

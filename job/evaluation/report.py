@@ -4,7 +4,7 @@ Pure Pillow and numpy (no matplotlib): the memorisation histogram is drawn bar b
 holding only generated images are tagged synthetic like every sample (job.images.save_png);
 figures that mix real scans and generated images say in their PNG text which row or column is
 which, so a real scan is never passed off as synthetic nor the reverse. The markdown ends with
-the verdict line, which is also `verdict` in the JSON.
+the verdict line (`job.evaluation.verdict`), which is also `verdict` in the JSON.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from job import images
-from job.evaluation import by_class, memorisation, quality
+from job.evaluation import by_class, utility
+from job.evaluation.verdict import QUALITY_MAX_RATIO, judge, verdict
 from job.evaluation.memorisation import Memorisation
 
 COMPARE_COLUMNS = 8  # images per row of the real-vs-synthetic figure
@@ -30,40 +31,6 @@ CLOSEST_SHOWN = 8  # pairs shown when nothing is flagged, so the reader can judg
 HIST_BINS = 40
 HIST_SIZE = (720, 360)
 HOLDOUT_COLOUR, GENERATED_COLOUR, THRESHOLD_COLOUR = (66, 120, 200), (230, 140, 40), (200, 30, 30)
-
-
-# The verdict's bars. Quality: each figure against the hold-out at most this many times its real
-# floor (hold-out vs train), the bar issue 19 set for intensity. Diversity: the generated set's
-# mean pairwise distance at least this share of the real scans' (0.1 is a collapsed run; real
-# hold-out vs train sits near 1).
-QUALITY_MAX_RATIO = 2.0
-DIVERSITY_MIN_RATIO = 0.5
-VERDICT_FAIL_EXIT_CODE = 3  # `covidct evaluate`: the report was written, the generator failed
-
-
-def judge(results: dict) -> list[dict]:
-    """The verdict's parts, each {"part", "ok", "text"}: quality against the floor, diversity
-    (collapse), memorisation (the test of `job.evaluation.memorisation`) and, when the images
-    have classes, the classes (`by_class.judge`: quality and memorisation class by class)."""
-    d, m = results["diversity"], results["memorisation"]
-    ok, text = quality.against_floor(results["quality"], QUALITY_MAX_RATIO)
-    parts = [{"part": "quality", "ok": ok, "text": text}]
-    dr = d["diversity_ratio"]
-    ok = dr is not None and math.isfinite(dr) and dr >= DIVERSITY_MIN_RATIO
-    parts.append({"part": "diversity", "ok": ok, "text": (
-        f"{_fmt(dr)} of the real scans' (>= {DIVERSITY_MIN_RATIO:g})" if ok else
-        f"{_fmt(dr)} of the real scans' (< {DIVERSITY_MIN_RATIO:g}: mode collapse)")})
-    parts.append({"part": "memorisation", "ok": not m["memorisation"],
-                  "text": memorisation.verdict_text(m)})
-    classes = by_class.judge(results.get("by_class") or by_class.skipped(""), QUALITY_MAX_RATIO)
-    return parts + ([classes] if classes else [])
-
-
-def verdict(parts: list[dict]) -> str:
-    """The report's last line: PASS or FAIL with the failing parts named, then every part."""
-    failing = [p["part"] for p in parts if not p["ok"]]
-    head = f"VERDICT: FAIL ({', '.join(failing)})" if failing else "VERDICT: PASS"
-    return " | ".join([head] + [f"{p['part']}: {p['text']}" for p in parts])
 
 
 def _save_figure(image: Image.Image, path: pathlib.Path, description: str) -> None:
@@ -163,13 +130,14 @@ def _markdown(doc: dict) -> str:
         f"{_classes(doc.get('trained_on'))}scans of {r['dataset']}. All generated images are "
         "synthetic and marked so in every PNG.", "",
         "## Quality", "",
-        f"Each set cut to {q['images_per_set']} images. Lower is better; the hold-out row is the "
-        "floor: real scans the generator never saw.", "",
+        f"{q['images_per_set']} generated and {q['images_per_set']} training images, each set "
+        f"against all {q.get('holdout_images', 'the')} hold-out scans. Lower is better; the floor "
+        "row is real training scans against real scans the generator never saw.", "",
         "| comparison | SWD x1e3 | intensity W1 | FID | KID |", "|---|---|---|---|---|",
     ]
     for key, label in (("generated_vs_train", "generated vs train"),
                        ("generated_vs_holdout", "generated vs hold-out"),
-                       ("holdout_vs_train", "hold-out vs train (floor)")):
+                       ("holdout_vs_train", "train vs hold-out (floor)")):
         lines.append(f"| {label} | {_fmt(q[f'swd_{key}'])} | {_fmt(q[f'intensity_w1_{key}'])} | "
                      f"{_fmt(q.get(f'fid_{key}'))} | {_fmt(q.get(f'kid_{key}'))} |")
     lines += ["", "SWD compares structure (each set's patches are normalised by that set), so it "
@@ -183,9 +151,12 @@ def _markdown(doc: dict) -> str:
         f"![real vs synthetic]({files['real_vs_synthetic']})", "",
         f"![generated samples]({files['samples']})", "",
         "## Diversity", "",
-        f"Mean pairwise distance: generated {_fmt(d['diversity_generated'])}, real "
-        f"{_fmt(d['diversity_real'])}, ratio {_fmt(d['diversity_ratio'])} (near 1: as varied as "
-        "the scans; near 0: mode collapse).", "",
+        f"Coverage (Naeem et al. 2020): the share of hold-out scans with a generated image "
+        f"closer than their {d['neighbours']}th nearest hold-out scan, on {d['side']} px "
+        f"layouts: generated {_fmt(d['coverage_generated'])}, real training scans "
+        f"{_fmt(d['coverage_real'])} ({d['images_per_set']} images each); ratio "
+        f"{_fmt(d['diversity_ratio'])} (1: as varied as the scans; a generator of one pose "
+        "scores ~0.1).", "",
         "## Class fidelity", "",
     ]
     cf = doc["class_fidelity"]
@@ -200,12 +171,7 @@ def _markdown(doc: dict) -> str:
     if doc["utility"] is not None:
         labels = ("the class each was drawn as" if doc.get("utility_labels") == "drawn" else
                   "the real classifier's labels (the images have no class of their own)")
-        lines += ["", "## Utility", "", "Classifiers scored on the real hold-out; synthetic images "
-                  f"carry {labels}.", "",
-                  "| trained on | accuracy | AUC |", "|---|---|---|"]
-        for name, s in doc["utility"].items():
-            acc, auc = (s["accuracy"], s["auc"]) if s else (None, None)
-            lines.append(f"| {name.replace('_', ' ')} | {_fmt(acc)} | {_fmt(auc)} |")
+        lines += ["", "## Utility", "", f"Synthetic images carry {labels}."] + utility.markdown(doc["utility"])
     lines += [""] + by_class.markdown(doc["by_class"], cf and cf["holdout_accuracy"])
     if files["by_class"]:
         lines += ["", f"![real and generated by class]({files['by_class']})"]

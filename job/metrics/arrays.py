@@ -60,3 +60,22 @@ def pyr_up(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     up = scipy.ndimage.correlate1d(up, 2 * _BINOMIAL, axis=2, mode="mirror")
     return up[:, : shape[0], : shape[1]]
 
+
+def _area_matrix(source: int, target: int) -> np.ndarray:
+    """(target, source) weights that average source pixels into target cells by overlap."""
+    edges = np.arange(target + 1) * (source / target)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    pixel = np.arange(source)[None, :]
+    overlap = np.clip(np.minimum(hi, pixel + 1) - np.maximum(lo, pixel), 0.0, None)
+    return overlap / (source / target)
+
+
+def reduce(images: np.ndarray, side: int) -> np.ndarray:
+    """Area-average (N, H, W) so the shorter side is at most `side`, keeping the aspect ratio."""
+    n, h, w = images.shape
+    scale = min(1.0, side / min(h, w))
+    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
+    if (th, tw) == (h, w):
+        return images
+    # Two batched matrix products (rows, then columns): a single 3-operand einsum loops naively.
+    return _area_matrix(h, th) @ (images @ _area_matrix(w, tw).T)

@@ -1,37 +1,38 @@
-"""Scores against the held-out split, each beside its real floor: what picks the best checkpoint.
+"""Scores against the held-out split, each beside its real floor: what picks the best checkpoint
+and what `covidct evaluate` judges: one implementation for the loop, evaluation, sweeps and `best`.
 
 Scoring a checkpoint against the images it trained on favours memorising checkpoints late in
 long runs. `HeldOutScorer` compares a generated batch with the real *hold-out* scans, and prints
 each figure beside its floor: the same comparison made by real training scans, which a generator
 cannot beat. The floors are computed once per run (train and hold-out are fixed), so each epoch
-costs one SWD and one intensity distance.
+costs one evaluation of each registered hold-out family.
 
     scorer = HeldOutScorer(train_sample, holdout, seed=config.seed)   # once per run
     metrics.update(scorer(generated))                                  # every metrics epoch
 
-Keys (all registered in `job.metrics.registry` with their direction):
-    swd_holdout            SWD x1e3, generated vs hold-out
-    swd_floor              SWD x1e3, training vs hold-out (the same image counts)
-    intensity_w1_holdout   intensity W1, generated vs hold-out, [-1, 1] units
-    intensity_w1_floor     intensity W1, training vs hold-out
-    quality_ratio          max(swd_holdout / swd_floor, intensity_w1_holdout / intensity_w1_floor):
-                           the worse of the two in units of its floor; 1 = as close to unseen
-                           scans as real scans are, lower is better. SWD alone is blind to grey
-                           levels and intensity alone to structure, so the blend takes the worse.
+Keys, for each key K of a family registered with `heldout` in `job.metrics.registry`:
+    K_holdout       generated vs hold-out (swd x1e3, intensity_w1 in [-1, 1] units, coverage as
+                    a share; fid and kid only with an Inception extractor)
+    K_floor         training vs hold-out (the same image counts)
+and the blends (`registry.BLENDS`), each the worst of its members' value / floor:
+    quality_ratio   max(swd, intensity_w1 ratios): 1 = as close to unseen scans as real scans
+                    are, lower is better. SWD alone is blind to grey levels and intensity alone
+                    to structure, so the blend takes the worse.
+    diversity       coverage_holdout / coverage_floor: the share of hold-out scans with a
+                    generated image as close as their real neighbours, over the share real
+                    training scans reach (`job.metrics.coverage`); 1 = as varied as the scans,
+                    higher is better, a generator of one pose scores near 0.1.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from job.errors import UserError
-from job.metrics import intensity, sliced_wasserstein
+from job.metrics import registry
 from job.metrics.arrays import as_images
-
-KEYS = ("swd_holdout", "swd_floor", "intensity_w1_holdout", "intensity_w1_floor", "quality_ratio")
-
 
 def ratio(value: float, floor: float) -> float:
     """value / floor; inf when the floor is 0 and the value is not."""
@@ -50,13 +51,16 @@ class HeldOutScorer:
     Args:
         train: (N, H, W, 1) real training images in [-1, 1] (the loop's metric sample).
         holdout: (M, H, W, 1) real hold-out images, M >= 2.
-        seed: SWD's patch positions and directions, and the training subsample.
+        seed: SWD's patch positions and directions, and the subsamples.
+        extractor: Inception features (`job.metrics.inception.extractor`); with one, FID and KID
+            are scored too.
 
     Raises:
         UserError: fewer than 2 images, mismatched sizes, NaN or inf.
     """
 
-    def __init__(self, train: Any, holdout: Any, *, seed: int = 0):
+    def __init__(self, train: Any, holdout: Any, *, seed: int = 0,
+                 extractor: Callable[[Any], np.ndarray] | None = None):
         self.train = as_images(train, "train")[..., None]
         self.holdout = as_images(holdout, "hold-out")[..., None]
         if len(self.train) < 2 or len(self.holdout) < 2:
@@ -66,24 +70,33 @@ class HeldOutScorer:
             raise UserError(f"train and hold-out sizes differ: {self.train.shape[1:3]} vs "
                             f"{self.holdout.shape[1:3]}")
         self.seed = seed
-        self._floors: dict[int, tuple[float, float]] = {}
+        self.extractor = extractor
+        self.families = [m for m in registry.METRICS.values()
+                         if m.heldout and (extractor is not None or not m.needs_extractor)]
+        self._floors: dict[int, dict[str, float]] = {}
 
-    def floors(self, k: int) -> tuple[float, float]:
-        """(SWD, intensity W1) of k training images vs the hold-out; cached per k."""
+    def _score(self, images: np.ndarray) -> dict[str, float]:
+        out = {}
+        for m in self.families:
+            values = m.fn(self.holdout, images, seed=self.seed, extractor=self.extractor)
+            out.update({key: values[key] for key in m.heldout})
+        return out
+
+    def floors(self, k: int) -> dict[str, float]:
+        """Each hold-out key's value for k training images vs the hold-out; cached per k."""
         if k not in self._floors:
-            tr = self._subsample(self.train, k)
-            self._floors[k] = (sliced_wasserstein.swd(self.holdout, tr, seed=self.seed),
-                               intensity.intensity_w1(self.holdout, tr))
+            self._floors[k] = self._score(self.subsample(self.train, k))
         return self._floors[k]
 
-    def _subsample(self, images: np.ndarray, k: int) -> np.ndarray:
+    def subsample(self, images: np.ndarray, k: int) -> np.ndarray:
+        """k of `images` (all when there are k), in their order, the same k for a seed."""
         if len(images) == k:
             return images
         rng = np.random.default_rng(self.seed)
         return images[np.sort(rng.choice(len(images), k, replace=False))]
 
-    def __call__(self, generated: Any) -> dict[str, float]:
-        """The `KEYS` for a generated batch (N, H, W, 1) in [-1, 1]."""
+    def pair(self, generated: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(training images, generated images) at the common count k each figure compares."""
         ge = as_images(generated, "generated")[..., None]
         if ge.shape[1:] != self.holdout.shape[1:]:
             raise UserError(f"generated images are {ge.shape[1:3]}, the hold-out "
@@ -91,14 +104,17 @@ class HeldOutScorer:
         k = min(len(self.train), len(ge))
         if k < 2:
             raise UserError(f"held-out scores need at least 2 generated images, got {len(ge)}")
-        swd_floor, w1_floor = self.floors(k)
-        ge = self._subsample(ge, k)
-        swd = sliced_wasserstein.swd(self.holdout, ge, seed=self.seed)
-        w1 = intensity.intensity_w1(self.holdout, ge)
-        return {
-            "swd_holdout": swd,
-            "swd_floor": swd_floor,
-            "intensity_w1_holdout": w1,
-            "intensity_w1_floor": w1_floor,
-            "quality_ratio": max(ratio(swd, swd_floor), ratio(w1, w1_floor)),
-        }
+        return self.subsample(self.train, k), self.subsample(ge, k)
+
+    def __call__(self, generated: Any) -> dict[str, float]:
+        """The keys above for a generated batch (N, H, W, 1) in [-1, 1]."""
+        _, ge = self.pair(generated)
+        values, floors = self._score(ge), self.floors(len(ge))
+        out = {}
+        for key in values:
+            out[f"{key}_holdout"], out[f"{key}_floor"] = values[key], floors[key]
+        for blend, best in registry.BLENDS.items():
+            ratios = [ratio(values[k], floors[k]) for m in registry.members(blend)
+                      if m in self.families for k in m.heldout]
+            out[blend] = max(ratios) if best == "min" else min(ratios)
+        return out

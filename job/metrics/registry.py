@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from job.errors import UserError
-from job.metrics import collapse, heldout, inception, intensity, sliced_wasserstein
+from job.metrics import coverage, inception, intensity, sliced_wasserstein
 
 # What best.json, Tune's scheduler and `covidct best` rank by: measured against the hold-out split
 # (`job.metrics.heldout.HeldOutScorer`), never the training images - SWD against the loop's sample
@@ -26,12 +26,20 @@ SELECTION_METRIC = "quality_ratio"
 
 @dataclasses.dataclass(frozen=True)
 class Metric:
-    """A metric family: fn(real, fake, *, seed, extractor) -> {key: value}."""
+    """A metric family: fn(real, fake, *, seed, extractor) -> {key: value}.
+
+    `heldout` keys are also scored by `job.metrics.heldout.HeldOutScorer` against the hold-out
+    split beside their real floor, logged as `<key>_holdout` and `<key>_floor`; `blend` names the
+    figure their ratio to the floor joins (`BLENDS`), `label` is how a report names the family.
+    """
 
     name: str
     fn: Callable[..., dict[str, float]]
     directions: dict[str, str]  # headline key -> "min" or "max" (lower / higher is better)
+    label: str
     needs_extractor: bool = False
+    heldout: tuple[str, ...] = ()
+    blend: str | None = None
 
 
 def _swd(real, fake, *, seed, extractor):
@@ -45,8 +53,8 @@ def _intensity(real, fake, *, seed, extractor):
     return {"intensity_w1": intensity.intensity_w1(real, fake)}
 
 
-def _diversity(real, fake, *, seed, extractor):
-    return {"diversity": collapse.diversity(fake)}
+def _coverage(real, fake, *, seed, extractor):
+    return {"coverage": coverage.coverage(real, fake)}
 
 
 def _fid_kid(real, fake, *, seed, extractor):
@@ -55,18 +63,35 @@ def _fid_kid(real, fake, *, seed, extractor):
     return inception.fid_kid(real, fake, extractor, seed=seed)
 
 
+# Adding a metric: one module in job/metrics/ and one line here. With `heldout` it is scored
+# against the hold-out beside its floor (the loop, `covidct evaluate`, sweeps and `covidct best`
+# all read the scorer); with a `blend` its ratio to the floor joins that figure.
 METRICS = {m.name: m for m in (
-    Metric("swd", _swd, {"swd": "min"}),
-    Metric("intensity", _intensity, {"intensity_w1": "min"}),
-    Metric("diversity", _diversity, {"diversity": "max"}),
-    Metric("fid_kid", _fid_kid, {"fid": "min", "kid": "min"}, needs_extractor=True),
+    Metric("swd", _swd, {"swd": "min"}, "SWD", heldout=("swd",), blend="quality_ratio"),
+    Metric("intensity", _intensity, {"intensity_w1": "min"}, "intensity W1",
+           heldout=("intensity_w1",), blend="quality_ratio"),
+    Metric("coverage", _coverage, {"coverage": "max"}, "coverage", heldout=("coverage",),
+           blend="diversity"),
+    Metric("fid_kid", _fid_kid, {"fid": "min", "kid": "min"}, "FID/KID", needs_extractor=True,
+           heldout=("fid", "kid")),
 )}
-# Logged by `HeldOutScorer` (job/metrics/heldout.py) rather than a registered family, because
-# they need the hold-out split; the floors are context, not rankings.
-HELDOUT_DIRECTIONS = {"swd_holdout": "min", "intensity_w1_holdout": "min", "quality_ratio": "min"}
-DIRECTIONS = {**{key: d for m in METRICS.values() for key, d in m.directions.items()},
-              **HELDOUT_DIRECTIONS}
-assert set(HELDOUT_DIRECTIONS) <= set(heldout.KEYS)
+# The blended figures `HeldOutScorer` logs, each the worst of its members' ratios to their real
+# floors (1 = as close to unseen scans as real scans are): quality_ratio (SWD alone is blind to
+# grey levels, intensity alone to structure) and diversity (coverage of the hold-out over real
+# training scans' coverage: the one diversity figure the loop, `evaluate` and the verdict read).
+BLENDS = {"quality_ratio": "min", "diversity": "max"}
+DIRECTIONS = {
+    **{key: d for m in METRICS.values() for key, d in m.directions.items()},
+    **{f"{key}_holdout": m.directions[key] for m in METRICS.values() for key in m.heldout},
+    **BLENDS,
+}
+assert all(m.blend is None or {m.directions[k] for k in m.heldout} == {BLENDS[m.blend]}
+           for m in METRICS.values())
+
+
+def members(blend: str) -> list[Metric]:
+    """The families whose hold-out ratio joins `blend` ("quality_ratio" or "diversity")."""
+    return [m for m in METRICS.values() if m.blend == blend]
 
 
 def direction(key: str) -> str:

@@ -9,15 +9,13 @@ generator that draws good scans of the wrong class, which the whole-set figures 
 
 import json
 import logging
-import os
-import pathlib
 
 import numpy as np
 import pytest
 
 from job import cli, images
 from job.config import TrainConfig, validate
-from job.errors import UserError
+from job.errors import VERDICT_FAIL_EXIT_CODE, UserError
 from job.evaluation import by_class, evaluate, report
 from job.training import data
 from tfds_covidct.covid_ct.sources import LABELS
@@ -50,17 +48,8 @@ def phantoms(demo_data):
 
 
 @pytest.fixture(scope="module", params=["phantoms", "real scans"])
-def scans(request, tmp_path_factory, demo_data):
-    if request.param == "phantoms":
-        return regroup(demo_data)
-    sample = os.environ.get("COVIDCT_SAMPLE_DIR")
-    if not sample or not pathlib.Path(sample).is_dir():
-        pytest.skip("COVIDCT_SAMPLE_DIR (the real COVID-CT sample) is absent")
-    from job.prepare import prepare
-
-    folder = str(tmp_path_factory.mktemp("h13-real-tfds"))
-    prepare("28", folder, manual_dir=sample)
-    return regroup(folder)
+def scans(request, demo_data):
+    return regroup(demo_data if request.param == "phantoms" else request.getfixturevalue("sample28"))
 
 
 def evaluated(parts, generated, labels, tmp_path):
@@ -198,7 +187,7 @@ def test_evaluate_images_by_class_from_png_label_tags(demo_data, tmp_path, capsy
     code = _cli_evaluate(tmp_path / "tagged", demo_data, tmp_path / "report")
     out = capsys.readouterr().out
     doc = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert code == (0 if doc["passed"] else report.VERDICT_FAIL_EXIT_CODE)
+    assert code == (0 if doc["passed"] else VERDICT_FAIL_EXIT_CODE)
     assert f"by class: covid {holdout_covid.sum()}, non_covid {(~holdout_covid).sum()}" in caplog.text
     classes = doc["by_class"]["classes"]
     assert {n: r["counts"]["generated"] for n, r in classes.items()} == {
@@ -225,7 +214,7 @@ def test_evaluate_images_with_only_some_tagged_says_so_and_evaluates_as_a_whole(
     doc = json.loads((tmp_path / "report" / "report.json").read_text())
     assert doc["by_class"]["classes"] == {} and doc["by_class"]["note"].startswith(note)
     assert "classes" not in [p["part"] for p in doc["verdict_parts"]]
-    assert code == (0 if doc["passed"] else report.VERDICT_FAIL_EXIT_CODE)
+    assert code == (0 if doc["passed"] else VERDICT_FAIL_EXIT_CODE)
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert f"## By class\n\nNot evaluated: {note}" in markdown
     assert not (tmp_path / "report" / "by_class.png").exists()

@@ -1,4 +1,6 @@
-"""Quality metrics (job/metrics.py): known answers for SWD, FID, KID, diversity and the registry."""
+"""Quality metrics (job/metrics/): known answers for SWD, FID, KID, D accuracy and the registry.
+
+Coverage (the diversity figure) has its own file, test_coverage.py."""
 
 import numpy as np
 import pytest
@@ -191,24 +193,7 @@ def test_kid_rejects_bad_arguments():
         metrics.kid(f, np.zeros((10, 5)), subsets=1, subset_size=5, seed=0)
 
 
-# --------------------------------------------------------------------------- diversity, D accuracy
-
-
-def test_diversity_of_copies_is_zero_and_of_noise_is_large():
-    one = _blobs(1, 28, 28, 0.15, seed=0)
-    assert metrics.diversity(np.repeat(one, 16, axis=0)) == pytest.approx(0.0, abs=1e-12)
-    # Independent uniform pixels in [0, 1]: E|u - v|^2 = 1/6, so the RMS distance is ~0.408.
-    assert metrics.diversity(_noise(32, 28, 28, seed=1)) == pytest.approx(np.sqrt(1 / 6), rel=0.02)
-    # Real variety sits in between.
-    assert 0.05 < metrics.diversity(_blobs(32, 28, 28, 0.15, seed=2)) < 0.4
-
-
-def test_diversity_downsamples_large_images():
-    images = _blobs(8, 336, 504, 0.15, seed=0)
-    value = metrics.diversity(images)
-    assert 0.05 < value < 0.5
-    with pytest.raises(UserError, match="at least 2"):
-        metrics.diversity(images[:1])
+# --------------------------------------------------------------------------- D accuracy
 
 
 def test_d_accuracy_real():
@@ -223,10 +208,10 @@ def test_d_accuracy_real():
 
 def test_compute_by_name():
     real, fake = _blobs(16, 32, 32, 0.15, seed=0), _blobs(16, 32, 32, 0.3, seed=1)
-    out = metrics.compute(["swd", "diversity"], real, fake, seed=0)
-    assert set(out) == {"swd", "swd_32x32", "swd_16x16", "diversity"}
+    out = metrics.compute(["swd", "coverage"], real, fake, seed=0)
+    assert set(out) == {"swd", "swd_32x32", "swd_16x16", "coverage"}
     assert out["swd"] == pytest.approx(metrics.swd(real, fake, seed=0))
-    assert out["diversity"] == pytest.approx(metrics.diversity(fake))
+    assert out["coverage"] == pytest.approx(metrics.coverage.coverage(real, fake))
 
 
 def test_compute_fid_kid_with_any_feature_extractor():
@@ -290,22 +275,13 @@ def test_inception_features_load_a_weights_file(tmp_path):
 
 # --------------------------------------------------------------------------- against the hold-out
 
-import os  # noqa: E402
-
-SAMPLE = os.environ.get("COVIDCT_SAMPLE_DIR")
-
-
 @pytest.fixture(scope="module")
-def real28(tmp_path_factory):
-    if not SAMPLE:
-        pytest.skip("COVIDCT_SAMPLE_DIR is not set: no real scans")
+def real28(sample28):
+    """Every scan of the real sample at 28x28 (train and test), in [-1, 1]."""
     from job import config as C
-    from job.prepare import prepare
     from job.training import data
 
-    data_dir = str(tmp_path_factory.mktemp("tfds"))
-    prepare("28", data_dir, manual_dir=SAMPLE)
-    config = C.TrainConfig(dataset_config="28", data_dir=data_dir)
+    config = C.TrainConfig(dataset_config="28", data_dir=sample28)
     return np.concatenate([data.load_split(config, s)[0] for s in ("train", "test")])
 
 
@@ -345,7 +321,7 @@ def test_the_selection_metric_is_measured_on_the_hold_out_and_never_rewards_copy
     copies, honest, dark = scorer(train), scorer(unseen), scorer(np.clip(unseen - 0.3, -1, 1))
     assert metrics.swd(train, train, seed=0) == 0 < metrics.swd(train, unseen, seed=0)
     selection = metrics.SELECTION_METRIC
-    assert selection in metrics.heldout.KEYS
+    assert selection in copies
     assert copies[selection] == pytest.approx(1.0)
     assert abs(honest[selection] - copies[selection]) < 0.5
     assert metrics.is_better(selection, honest[selection], dark[selection])
