@@ -69,7 +69,7 @@ def test_noise_or_swapped_classes_show_no_gain():
     # Unseen scans of each class drawn as the other: what a generator ignoring its class gives.
     swapped, swapped_covid = _scans(120, seed=4)
     result = utility.experiment(train, train_covid, test, test_covid, swapped, ~swapped_covid,
-                                **{**options, "seeds": 2})
+                                **{**options, "seeds": 3})
     gain = result["gain"]["real+synthetic x1"]
     assert utility.verdict(gain) == "loss" and gain["auc"]["high"] < 0, gain
     with pytest.raises(UserError, match="needs 240 synthetic"):
