@@ -79,7 +79,8 @@ def _figures(m: dict) -> list[str]:
         f"{_fmt(m, 'intensity_w1_floor')}; {_over(m, 'intensity_w1')} its floor)",
         f"  - quality_ratio (the worse of the two over its floor; 1 = as close as real unseen "
         f"scans): {_fmt(m, 'quality_ratio', '.3g')}",
-        f"  - diversity (over the real scans'; near 0 = mode collapse): {_fmt(m, 'diversity', '.3g')}",
+        f"  - diversity (coverage of the hold-out over the real training scans' coverage; near "
+        f"0 = mode collapse): {_fmt(m, 'diversity', '.3g')}",
         "- Memorisation: not part of training's figures. `covidct evaluate --run RUN --checkpoint "
         "CKPT --out DIR` runs the test (nearest training scan under shifts, zoom, mirror and "
         "contrast, calibrated on the hold-out) and its report says whether copies were found.",

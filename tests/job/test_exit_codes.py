@@ -54,6 +54,7 @@ def bad_flags(not_a_run, tmp_path):
         "train --set nope=1": (["train", "--set", "nope=1", "--dry-run"], "nope"),
         "train --set epochs=many": (["train", "--set", "epochs=many", "--dry-run"], "epochs"),
         "train --set epochs": (["train", "--set", "epochs", "--dry-run"], "--set"),
+        "train --set name=..": (["train", "--set", "name=..", "--dry-run"], "name"),
         "train --config (missing)": (["train", "--config", str(tmp_path / "no.yaml"), "--dry-run"],
                                      "--config"),
         "best --top 0": (["best", "--sweep", not_a_run, "--top", "0"], "--top"),
@@ -67,7 +68,7 @@ CASES = ["generate --n 0", "generate --n x", "generate --checkpoint bestt", "gen
          "evaluate --images without --data-dir", "evaluate --run with --data-dir",
          "export --run (not a run)", "export --format onnx", "export --checkpoint bestt",
          "prepare --config 99", "train --preset nope", "train --set nope=1",
-         "train --set epochs=many", "train --set epochs", "train --config (missing)",
+         "train --set epochs=many", "train --set epochs", "train --set name=..", "train --config (missing)",
          "best --top 0", "best --sweep (not a sweep)"]
 
 
@@ -104,9 +105,15 @@ def test_config_lists_every_field_with_type_default_and_meaning(capsys):
     assert "g_lr" in capsys.readouterr().out
 
 
-def test_sweep_usage_errors_exit_2(capsys, tmp_path):
+@pytest.mark.parametrize("flags, named", [
+    (["--space", "SPACE"], "no_such_field"),
+    (["--num-samples", "0"], "--num-samples"),
+    (["--name", ".."], "--name"),
+])
+def test_sweep_usage_errors_exit_2_before_any_cluster(flags, named, capsys, tmp_path):
     spec = tmp_path / "space.json"
     spec.write_text(json.dumps({"no_such_field": [1, 2]}))
-    code, err = exit_code(capsys, "sweep", "--preset", "smoke", "--name", "s", "--space", str(spec),
-                          "--storage", str(tmp_path / "sweeps"))
-    assert code == 2 and "no_such_field" in err, err
+    argv = ["sweep", "--preset", "smoke", "--name", "s", "--storage", str(tmp_path / "sweeps")]
+    argv += [str(spec) if f == "SPACE" else f for f in flags]
+    code, err = exit_code(capsys, *argv)
+    assert code == 2 and named in err, err
