@@ -25,6 +25,7 @@ import sys
 from typing import Callable
 
 from bench.rows import Row, row
+from job.evaluation.verdict import DIVERSITY_MIN_RATIO
 
 EPOCHS_FULL = (50, 100, 250, 500)
 EPOCHS_QUICK = (2,)
@@ -122,10 +123,11 @@ def rows(measured: dict, source_kind: str, quick: bool) -> list[Row]:
             row(f"{head} epoch {epoch}: quality_ratio (loop)",
                 _quality_ratio_at(measured["history"], epoch) or float("nan"), "x floor",
                 target=None if quick else TARGET_QUALITY_RATIO, better="lower"),
-            row(f"{head} epoch {epoch}: diversity vs real", d["diversity_ratio"], "ratio",
-                better="higher", note=d.get("note", "")),
+            row(f"{head} epoch {epoch}: diversity (hold-out coverage vs the real scans')",
+                d["diversity_ratio"], "ratio", target=None if quick else DIVERSITY_MIN_RATIO,
+                note=f"coverage {d.get('coverage_generated')} vs {d.get('coverage_real')}"),
             row(f"{head} epoch {epoch}: near-copies flagged", m["flagged"], "images",
-                reference=m["expected_by_chance"], better="lower",
+                reference=m["expected_by_chance"], target=None if quick else 1.0, better="lower",
                 note=f"reference = expected by chance; p = {m['p_value']:.3g}; {rep['verdict']}"),
         ]
     last = max(measured["reports"])
