@@ -45,6 +45,7 @@ from job.storage.files import is_remote, join, local_path, write_local
 log = logging.getLogger("covidct")
 POLL_SECONDS = 1.0  # a waiting writer reads the lease this often
 RELEASE_SECONDS = 3.0  # the most a release may take (then the lease expires on its own)
+LOCK_SECONDS = 5.0  # the local lock is held for microseconds; longer means a stopped process
 
 
 class LeaseHeld(UserError):
@@ -81,7 +82,6 @@ class Lease:
         self.seconds = seconds
         self.owner = owner or new_owner()
         self._store = _BucketLease(self.uri) if is_remote(place) else _LocalLease(self.uri)
-        self._generation = None
         self._lost: str | None = None
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
@@ -112,7 +112,7 @@ class Lease:
                     "wait for the lease to expire or rerun with --takeover")
             if not told:
                 log.info(f"waiting up to {wait_seconds:.0f} s for {holder.get('owner')}, which "
-                         f"holds {self.uri} until {_utc(float(holder.get('expires', 0)))}")
+                         f"holds {self.uri}")
                 told = True
             time.sleep(min(POLL_SECONDS, left))
 
@@ -141,15 +141,9 @@ class Lease:
 
     def _delete(self) -> None:
         try:
-            self._store.delete_if(self.owner, self._generation)
+            self._store.delete_if(self.owner)
         except StorageError as error:
             log.info(f"could not release {self.uri} ({error}); it expires in {self.seconds:.0f} s")
-
-    def __enter__(self) -> "Lease":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
     # -- inside --------------------------------------------------------------------------------
 
@@ -173,7 +167,7 @@ class Lease:
             else:
                 return current
             if taken is not None:
-                now, self._generation = self._store.read()
+                now = self._store.read()[0]
                 if now is not None and now.get("owner") == self.owner:  # read back: see the docstring
                     return None
             return self._store.read()[0] or {"owner": "unknown", "expires": 0}
@@ -191,13 +185,27 @@ class Lease:
                     if self._store.replace(self._record(), generation) is None:
                         self._lost = f"{self.uri}: this writer's lease changed hands while renewing"
                         return
-                    self._generation = self._store.read()[1]
                 renewed = time.monotonic()
             except StorageError as error:
                 if time.monotonic() - renewed > self.seconds:
                     self._lost = f"{self.uri}: could not renew this writer's lease for " \
                                  f"{self.seconds:.0f} s ({error}); another writer may hold it now"
                     return
+
+
+def _parse(data: bytes) -> dict:
+    try:
+        return json.loads(data or b"{}")
+    except json.JSONDecodeError:  # cut off by a crash mid-write: nobody holds it
+        return {"owner": "an unreadable lease", "expires": 0}
+
+
+def _try_lock(handle) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
 
 
 class _LocalLease:
@@ -211,7 +219,11 @@ class _LocalLease:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock = self.path.with_name(f".{self.path.name}.lock")
         with errors(str(lock), "lock"), open(lock, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            until = time.monotonic() + LOCK_SECONDS  # a holder paused mid-change must not hang us
+            while not _try_lock(handle):
+                if time.monotonic() > until:
+                    raise StorageError(f"{lock} stayed locked by another process for {LOCK_SECONDS:.0f} s")
+                time.sleep(0.05)
             try:
                 yield
             finally:
@@ -219,11 +231,9 @@ class _LocalLease:
 
     def read(self) -> tuple[dict | None, None]:
         try:
-            return json.loads(self.path.read_text() or "{}"), None
+            return _parse(self.path.read_bytes()), None
         except FileNotFoundError:
             return None, None
-        except json.JSONDecodeError:  # cut off mid-write by a crash: nobody holds it
-            return {"owner": "a crashed writer", "expires": 0}, None
 
     def create(self, data: bytes) -> bool | None:
         with errors(str(self.path), "create"):
@@ -240,7 +250,7 @@ class _LocalLease:
             write_local(Path(self.path), lambda out: out.write(data))
         return True
 
-    def delete_if(self, owner: str, generation) -> None:
+    def delete_if(self, owner: str) -> None:
         with self.guard():
             current, _ = self.read()
             if current is not None and current.get("owner") == owner:
@@ -268,10 +278,7 @@ class _BucketLease:
                                                timeout=timeout(), retry=retry())
             except (api_exceptions.NotFound, api_exceptions.PreconditionFailed):
                 return self.read()  # changed between the two calls: read the new one
-        try:
-            return json.loads(data or b"{}"), found.generation
-        except json.JSONDecodeError:
-            return {"owner": "an unreadable lease", "expires": 0}, found.generation
+        return _parse(data), found.generation
 
     def create(self, data: bytes) -> bool | None:
         return self._upload(data, 0)
@@ -288,7 +295,7 @@ class _BucketLease:
                 return None
         return True
 
-    def delete_if(self, owner: str, generation: int | None) -> None:
+    def delete_if(self, owner: str) -> None:
         current, now = self.read()
         if current is None or current.get("owner") != owner:
             return
