@@ -65,5 +65,5 @@ def test_every_architecture_gives_its_plans_and_builders(name):
     assert module.__name__ == f"job.training.models.{name}"
     g, d = models.generator_plan(config), models.discriminator_plan(config)
     assert g[-1].out_shape == (config.height, config.width, 1) and d[-1].out_shape == (1,)
-    assert models.build_generator(config).count_params() == sum(l.all_params for l in g)
-    assert models.build_discriminator(config).count_params() == sum(l.all_params for l in d)
+    # The builders build these plans: test_capacity.test_the_builders_are_their_plans.
+    assert callable(module.build_generator) and callable(module.build_discriminator)
