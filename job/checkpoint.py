@@ -36,6 +36,7 @@ import tensorflow as tf
 from job import checkpoint_check as check
 from job import run, storage
 from job.checkpoint_check import CheckpointCorrupt, pull_intact, unusable  # noqa: F401 (re-exported)
+from job.deadline import Deadline, DeadlinePassed
 from job.errors import UsageError, UserError
 from job.run import Saved
 
@@ -57,6 +58,9 @@ class CheckpointStore:
         self.last_write_seconds: float | None = None  # the newest local write
         self.upload_bytes_per_second: float | None = None  # the newest measured upload
         self.last_size_bytes: int | None = None
+        # The newest checkpoint this store saw complete (listed, or promoted by its upload
+        # thread): what a SIGTERM names without a listing that a dead bucket could hold.
+        self.newest_complete: Saved | None = None
 
     @property
     def uri(self) -> str:
@@ -64,7 +68,14 @@ class CheckpointStore:
 
     def complete(self) -> list[Saved]:
         """Every complete checkpoint at the run URI, oldest first."""
-        return list(run.read_listing(self.mirror.uri).checkpoints)
+        done = list(run.read_listing(self.mirror.uri).checkpoints)
+        if done:
+            self._saw_complete(done[-1])
+        return done
+
+    def _saw_complete(self, saved: Saved) -> None:
+        if self.newest_complete is None or saved.order > self.newest_complete.order:
+            self.newest_complete = saved
 
     def latest(self) -> Saved | None:
         done = self.complete()
@@ -115,22 +126,30 @@ class CheckpointStore:
         return self._upload is not None and self._upload.is_alive()
 
     def save(self, ckpt: tf.train.Checkpoint, epoch: int, step: int, state: dict,
-             best: tuple[str, float] | None = None, background: bool = True) -> pathlib.Path:
+             best: tuple[str, float] | None = None, background: bool = True,
+             deadline: Deadline | None = None) -> pathlib.Path:
         """Write a checkpoint locally and start its upload; returns the local folder.
 
         Waits for the previous upload first (one at a time, in order). With `best` =
         (metric, value) the checkpoint is marked best once it is complete. `background=False`
-        also waits for this upload.
+        also waits for this upload. Every wait, and the listing that picks the name, ends by
+        `deadline` (armed by SIGTERM: `job.deadline`).
 
         Raises:
             StorageError: this or an earlier upload failed beyond its retries (exit 1); the local
                 disk is full (nothing is promoted).
+            DeadlinePassed: `deadline` passed while waiting; nothing was written.
             LeaseLost: another writer took the run over.
         """
         self._writer()
-        self.wait()
+        if not self.wait(deadline=deadline):
+            raise DeadlinePassed(f"the previous checkpoint upload did not finish in time ({self.uri})")
+        listing = (deadline.call(run.read_listing, self.mirror.uri) if deadline
+                   else run.read_listing(self.mirror.uri))
+        if listing.checkpoints:
+            self._saw_complete(listing.checkpoints[-1])
         existing = {p.name for p in self.mirror.path(run.CHECKPOINTS).glob("*")}
-        existing |= {s.name for s in self.complete()} | set(run.read_listing(self.mirror.uri).incomplete)
+        existing |= {s.name for s in listing.checkpoints} | set(listing.incomplete)
         name = run.next_checkpoint_name(existing, epoch, step)
         local = self.mirror.path(run.checkpoint_dir(name))
         t0 = time.perf_counter()
@@ -151,15 +170,15 @@ class CheckpointStore:
         self._upload = threading.Thread(target=self._promote, args=(name, best), daemon=True,
                                         name=f"checkpoint-upload-{name}")
         self._upload.start()
-        if not background:
-            self.wait()
+        if not background and not self.wait(deadline=deadline):
+            raise DeadlinePassed(f"the upload of {name} did not finish in time ({self.uri})")
         return local
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the upload in flight; True when none is left. Re-raises an upload's failure."""
+    def wait(self, timeout: float | None = None, deadline: Deadline | None = None) -> bool:
+        """Wait for the upload in flight until it ends, `timeout` s pass or `deadline` passes;
+        True when none is left. Re-raises an upload's failure."""
         if self._upload is not None:
-            self._upload.join(timeout)
-            if self._upload.is_alive():
+            if not (deadline or Deadline()).join(self._upload, timeout):
                 return False
             self._upload = None
         if self._failure is not None:
@@ -167,10 +186,11 @@ class CheckpointStore:
             raise failure
         return True
 
-    def settle(self, timeout: float) -> None:
-        """Wait up to `timeout` for the upload in flight, ignoring its failure (on an error path)."""
+    def settle(self, timeout: float, deadline: Deadline | None = None) -> None:
+        """Wait up to `timeout` (and `deadline`) for the upload in flight, ignoring its failure
+        (on an error path)."""
         try:
-            self.wait(timeout)
+            self.wait(timeout, deadline)
         except Exception:  # the caller is already failing with an error of its own
             pass
 
@@ -193,6 +213,7 @@ class CheckpointStore:
             self._writer()
             self.mirror.path(run.checkpoint_file(name, run.COMPLETE)).write_text(marker)
             self.mirror.push(run.checkpoint_file(name, run.COMPLETE))  # last: now it exists
+            self._saw_complete(run.parse_checkpoint_name(name))
             seconds = time.perf_counter() - t0
             if seconds > 0.05:  # a local run "uploads" in no time: nothing to measure
                 self.upload_bytes_per_second = size / seconds

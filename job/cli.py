@@ -24,7 +24,8 @@ from importlib.metadata import entry_points
 
 from job import config as cfg
 from job import config_help
-from job.errors import UserError
+from job.deadline import exit_abandoning
+from job.errors import Preempted, UserError
 
 
 def _positive_int(text: str) -> int:
@@ -255,6 +256,8 @@ def main(argv: list[str] | None = None, prog: str = "covidct") -> int:
         return args.func(args)
     except UserError as e:  # ConfigError included: exit 2
         print(f"{prog}: error: {e}", file=sys.stderr)
+        if isinstance(e, Preempted):  # uploads the grace budget could not wait for are abandoned
+            exit_abandoning(e.exit_code)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -6,7 +6,9 @@ request to the emulator unchanged unless a rule matches it:
 - `deny(method, path_regex, status, message)`: answer with a JSON error as GCS does (e.g. 403 to a
   bucket-metadata read, which `roles/storage.objectUser` is refused);
 - `hold(regex)`: make matching requests (by path or body: an upload names its object in its body)
-  wait until `clear()`, so a test can kill a writer while its upload is cut off;
+  wait until `clear()`, so a test can kill a writer while its upload is cut off; requests still
+  held when the proxy closes are dropped unanswered, never forwarded (a writer that abandoned
+  them must not see them land later);
 - `stall_media(after_bytes)`: send only the first bytes of an object download, then hang, so a
   test can kill the downloader half-way.
 
@@ -32,6 +34,7 @@ class FaultProxy:
         self.stall_after: int | None = None
         self.held: list[re.Pattern] = []  # requests whose path or body match wait until cleared
         self.holding = 0  # how many requests `hold` has stopped so far
+        self.closed = False
         self.requests: list[tuple[str, str]] = []
         proxy = self
 
@@ -49,6 +52,9 @@ class FaultProxy:
                     proxy.holding += 1
                 while any(p.search(self.path) or p.search(body.decode("latin-1")) for p in proxy.held):
                     time.sleep(0.05)  # a stalled upload: the writer can be killed half-way
+                    if proxy.closed:
+                        self.close_connection = True
+                        return
                 for method, pattern, status, message in proxy.rules:
                     if method in (self.command, "*") and pattern.search(self.path):
                         return self._reply(status, json.dumps(
@@ -120,5 +126,6 @@ class FaultProxy:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.closed = True
         self._server.shutdown()
         self._server.server_close()

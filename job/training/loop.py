@@ -27,6 +27,7 @@ from job import run, storage
 from job.checkpoint import CheckpointStore
 from job.config import TrainConfig
 from job.config.checks import checked
+from job.deadline import Deadline, DeadlinePassed
 from job.errors import Diverged, Preempted
 from job.metrics import inception, registry
 from job.metrics.heldout import HeldOutScorer
@@ -36,7 +37,7 @@ from job.training.devices import describe as describe_devices
 from job.training.eta import Eta
 from job.training.outputs import RunFiles
 from job.training.plan import make_plan
-from job.training.preemption import SigtermFlag, preempt
+from job.training.preemption import SigtermFlag, finish_upload, preempt
 from job.training.resume import resume
 from job.training.standing_stats import standing_statistics
 from job.training.step import Stepper, build_state, make_generate, make_train_step
@@ -122,7 +123,8 @@ def _train(config: TrainConfig, lease: storage.Lease, callbacks: Iterable[Callba
     plan = make_plan(config, count, replicas, counts)  # with the checks that need the replicas
     log.info(plan.describe(config))
 
-    files = RunFiles(config)
+    deadline = Deadline()  # armed by SIGTERM: every wait below ends within the grace budget
+    files = RunFiles(config, deadline)
     files.record_config()
     store = CheckpointStore(files.mirror, config.keep_checkpoints, lease, config.global_batch_size)
     state = build_state(config, strategy)
@@ -159,7 +161,7 @@ def _train(config: TrainConfig, lease: storage.Lease, callbacks: Iterable[Callba
     eta = Eta(config.epochs, start_epoch)
     saved_at = time.monotonic()
 
-    with SigtermFlag() as sigterm:
+    with SigtermFlag(config.grace_seconds, deadline) as sigterm:
         batches = iter(strategy.experimental_distribute_dataset(
             data.run_batches(images, config, start_epoch, skip_batches=skip)))
         try:
@@ -170,11 +172,10 @@ def _train(config: TrainConfig, lease: storage.Lease, callbacks: Iterable[Callba
                 for _ in range(plan.steps_per_epoch - resumed):
                     step = int(state.step.numpy())
                     if sigterm.raised:
-                        raise preempt(store, ckpt, epoch, step, config.grace_seconds, sigterm,
-                                      {"reason": "SIGTERM"})
+                        raise preempt(store, ckpt, epoch, step, sigterm, {"reason": "SIGTERM"})
                     minutes = config.checkpoint_every_minutes
                     if minutes and time.monotonic() - saved_at >= 60 * minutes and step and not store.uploading:
-                        store.save(ckpt, epoch, step, {"reason": "wall clock"})
+                        store.save(ckpt, epoch, step, {"reason": "wall clock"}, deadline=deadline)
                         saved_at = time.monotonic()
                     if on_step is not None:
                         on_step(epoch, step)
@@ -217,33 +218,38 @@ def _train(config: TrainConfig, lease: storage.Lease, callbacks: Iterable[Callba
                 lease.check()  # a writer that lost its run to another writes no more lines
                 files.log_metrics(done, m)
                 if preempted:
-                    raise preempt(store, ckpt, done, 0, config.grace_seconds, sigterm,
-                                  {"reason": "SIGTERM", "metrics": m})
+                    raise preempt(store, ckpt, done, 0, sigterm, {"reason": "SIGTERM", "metrics": m})
 
                 checkpoint_dir = None
                 if checkpoint_due:
                     value = m.get(selection)
                     better = value is not None and registry.is_better(selection, value, best_value)
                     checkpoint_dir = str(store.save(ckpt, done, 0, {"metrics": m},
-                                                    best=(selection, value) if better else None))
+                                                    best=(selection, value) if better else None,
+                                                    deadline=deadline))
                     best_value = value if better else best_value
                     good_epoch, saved_at = done, time.monotonic()
                 if checkpoint_dir is not None and callbacks:
                     # A callback (Ray Tune) may end the run as soon as it has the result: it sees
                     # a checkpoint only once it is complete at the run URI, where `best` looks.
-                    store.wait()
+                    finish_upload(store, deadline)
                 eta.update(done)
                 log.info(_progress_line(done, config.epochs, m, eta.text()))
                 report = EpochReport(done, config.epochs, m, checkpoint_dir, files.uri)
                 for callback in callbacks:
                     callback(report)
                 last = m
-            store.wait()  # the last checkpoint is complete in the run URI before the run ends
+            finish_upload(store, deadline)  # the last checkpoint is complete in the run URI
+            if sigterm.raised:  # arrived after the last step: the next start finds the run complete
+                raise preempt(store, ckpt, config.epochs, 0, sigterm, {"reason": "SIGTERM"})
         except Preempted:
             raise  # `preempt` spent the grace budget; waiting longer would end in SIGKILL
+        except DeadlinePassed:  # a wait on the bucket outlived the grace budget: leave now
+            raise preempt(store, ckpt, int(state.epoch.numpy()), int(state.step.numpy()), sigterm,
+                          {"reason": "SIGTERM"}) from None
         except BaseException:
             # Let the last good checkpoint's upload finish; its own failure must not hide this one.
-            store.settle(timeout=config.storage_retry_seconds)
+            store.settle(timeout=config.storage_retry_seconds, deadline=deadline)
             raise
 
     if start_epoch >= config.epochs:  # nothing trained: the last epoch did not measure them

@@ -15,16 +15,19 @@ import tensorflow as tf
 
 from job import images, run, storage
 from job.config import TrainConfig, identity_changes
+from job.deadline import Deadline
 from job.errors import ConfigError
 
 
 class RunFiles:
     """Writes one run's outputs locally and mirrors them to the run URI."""
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, deadline: Deadline | None = None):
         self.config = config
         self.uri = config.resolved_run_uri
         self.mirror = storage.Mirror(self.uri, config.storage_retry_seconds)
+        # Armed by SIGTERM: the training loop's uploads (metrics, events, samples) end by it.
+        self.deadline = deadline or Deadline()
         self._writer = None
 
     def record_config(self) -> None:
@@ -92,8 +95,7 @@ class RunFiles:
                 if isinstance(v, float) and math.isfinite(v):
                     tf.summary.scalar(k, v)
         self._writer.flush()
-        self.mirror.push(run.METRICS)
-        self.mirror.push(run.EVENTS)
+        self._push(run.METRICS, run.EVENTS)
 
     def save_samples(self, epoch: int, grid_images: np.ndarray,
                      class_names: dict[int, str] | None = None, labels=None) -> str:
@@ -117,14 +119,23 @@ class RunFiles:
             for tag, pic in summaries.items():  # (1, H, W, 1) uint8: TensorBoard's image layout
                 tf.summary.image(tag, np.asarray(pic)[None, :, :, None])
         self._events().flush()
-        self.mirror.push(run.EVENTS)
+        self._push(run.EVENTS)
         listing = run.parse_listing(
             f"{run.SAMPLES}/{p.name}" for p in self.mirror.path(run.SAMPLES).iterdir())
         grids = [self.mirror.path(run.sample_grid(e)) for e in listing.sample_epochs]
         images.progress_gif(grids, self.mirror.path(run.PROGRESS_GIF))
-        self.mirror.push(rel)
-        self.mirror.push(run.PROGRESS_GIF)
+        self._push(rel, run.PROGRESS_GIF)
         return rel
+
+    def _push(self, *rels: str) -> None:
+        """Upload `rels` in order, waiting under the deadline (on its worker thread: a stalled
+        upload retries for `storage_retry_seconds`, longer than any grace budget).
+
+        Raises:
+            DeadlinePassed: SIGTERM's budget ran out first; the uploads are abandoned.
+            StorageError: an upload failed beyond its retries (exit 1).
+        """
+        self.deadline.call(lambda: [self.mirror.push(rel) for rel in rels])
 
     def export(self, generator: tf.keras.Model) -> None:
         generator.save(self.mirror.path(run.EXPORT))

@@ -3,6 +3,12 @@
 Deterministic CPU mode on demo data (2 logical CPUs): a straight run is the reference; every other
 run is interrupted at a chosen instant (a real SIGTERM at a step index, during an upload, a SIGKILL
 with an upload cut off), resumed with the same command, and must end bit-identical to it.
+
+A SIGTERM is bounded whatever the bucket does: with the fault proxy stalling an upload the training
+thread waits on, or refusing every request, the process exits 143 within `grace_seconds` (plus
+`EXIT_SLACK` for the process to go on a busy 2-core machine), naming the newest complete
+checkpoint, and the resume ends bit-identical. Before the bound, each of these ran out a 120 s
+upload retry and exited 1.
 """
 
 import json
@@ -34,9 +40,9 @@ def train_args(demo_data, run) -> list[str]:
             "--set", "checkpoint_every_epochs=2", "--set", "deterministic=true"]
 
 
-def start(args, sigterm_at=(-1, -1), env=None) -> subprocess.Popen:
+def start(args, sigterm_at=(-1, -1), env=None, callback=False) -> subprocess.Popen:
     command = [sys.executable, "-m", "tests.preempt_at", str(sigterm_at[0]), str(sigterm_at[1]),
-               "--", *args]
+               *(["--callback"] if callback else []), "--", *args]
     return subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
 
@@ -148,3 +154,89 @@ def test_yaml_off_reads_as_the_string_xla_expects(tmp_path):
     path.write_text("augment: no\n")
     with pytest.raises(C.ConfigError, match="quote it"):
         C.resolve(config_file=str(path))
+
+
+GRACE = 6.0  # seconds: the bounded-SIGTERM tests' grace_seconds (GKE spot gives ~15 in all)
+EXIT_SLACK = 4.0  # seconds past the budget for the process itself to end on a busy machine
+
+
+def metrics_epochs(run_uri) -> list[int]:
+    return [m["epoch"] for m in run_layout.read_metrics(run_uri)]
+
+
+def sigterm_is_bounded(demo_data, straight, emulator, prefix, fault, ready, callback=False):
+    """Train through the fault proxy with `fault(proxy)` applied, send SIGTERM once `ready(proxy)`
+    holds, and assert exit 143 within the grace budget naming the newest complete checkpoint;
+    then resume with the bucket healthy and assert the weights equal the straight run's."""
+    # Uploads retry for 10 minutes: a stall, not a failure, however slow the machine is.
+    args = [*train_args(demo_data, prefix), "--set", "checkpoint_every_epochs=1",
+            "--set", f"grace_seconds={GRACE}", "--set", "storage_retry_seconds=600"]
+    with FaultProxy(emulator.endpoint) as proxy:
+        fault(proxy)
+        proc = start(args, env={"STORAGE_EMULATOR_HOST": proxy.endpoint}, callback=callback)
+        deadline = time.time() + 300
+        while not ready(proxy):
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+            time.sleep(0.05)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=GRACE + EXIT_SLACK)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"still running {GRACE + EXIT_SLACK:.0f} s after SIGTERM:\n{err[-2000:]}")
+        seconds = time.monotonic() - sent
+    # Held requests were dropped when the proxy closed: nothing abandoned lands later.
+    print(f"SIGTERM -> exit {proc.returncode} after {seconds:.1f} s (grace {GRACE:.0f} s)")
+    assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    newest = run_layout.read_listing(prefix).latest
+    assert newest is not None and f"resumes from {newest.name}" in out + err, (out + err)[-2000:]
+    finish(start(args))
+    assert_same(weights(prefix), straight)
+    assert metrics_epochs(prefix) == list(range(1, EPOCHS + 1))
+    return out + err
+
+
+def test_sigterm_while_a_save_waits_for_a_stalled_upload_exits_143_in_time(
+        demo_data, straight, gcs_emulator, gcs_prefix):
+    # Epoch 2's checkpoint upload stalls; epoch 3's save waits for it when the signal comes.
+    output = sigterm_is_bounded(
+        demo_data, straight, gcs_emulator, gcs_prefix,
+        fault=lambda proxy: proxy.hold(r"e000002-s00000/"),
+        ready=lambda proxy: proxy.holding and 3 in metrics_epochs(gcs_prefix))
+    assert "did not finish within the grace budget" in output
+
+
+def test_sigterm_while_a_callback_waits_for_a_stalled_upload_exits_143_in_time(
+        demo_data, straight, gcs_emulator, gcs_prefix):
+    # With a callback (a Tune trial) the loop waits for each checkpoint to be complete before
+    # reporting it: epoch 2's stalls, and the signal comes during that wait.
+    output = sigterm_is_bounded(
+        demo_data, straight, gcs_emulator, gcs_prefix, callback=True,
+        fault=lambda proxy: proxy.hold(r"e000002-s00000/"),
+        ready=lambda proxy: proxy.holding and 2 in metrics_epochs(gcs_prefix))
+    assert "reported epoch 1" in output and "reported epoch 2" not in output
+
+
+def test_sigterm_while_a_metrics_upload_stalls_exits_143_in_time(
+        demo_data, straight, gcs_emulator, gcs_prefix):
+    # metrics.jsonl's upload after epoch 2 (its body holds epoch 2's line) stalls between steps.
+    sigterm_is_bounded(
+        demo_data, straight, gcs_emulator, gcs_prefix,
+        fault=lambda proxy: proxy.hold(r'metrics\.jsonl[\s\S]*\{"epoch": 2'),
+        ready=lambda proxy: proxy.holding)
+
+
+def test_sigterm_with_the_bucket_gone_exits_143_in_time(demo_data, straight, gcs_emulator, gcs_prefix):
+    # Once epoch 1's checkpoint is complete every request is refused (503, which the client
+    # retries), then the signal comes: the preemption path must neither list nor upload unbounded.
+    def bucket_goes(proxy) -> bool:
+        if not storage.exists(f"{gcs_prefix}/checkpoints/e000001-s00000/COMPLETE"):
+            return False
+        proxy.deny("*", ".", 503, "service unavailable")
+        return True
+
+    sigterm_is_bounded(demo_data, straight, gcs_emulator, gcs_prefix,
+                       fault=lambda proxy: None, ready=bucket_goes)
