@@ -9,9 +9,9 @@ import pytest
 
 from job import storage
 from job.config import resolve
-from job.training.data import load_images
 from job.errors import UserError
 from job.prepare import PREPARED, is_prepared, prepare
+from job.training.data import load_images
 
 pytestmark = pytest.mark.heavy
 

@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfds_covidct.covid_ct import audit, phantom_volumes, phantoms, pipeline, process, sources, volumes
+from tfds_covidct.covid_ct import (
+    audit,
+    phantom_volumes,
+    phantoms,
+    pipeline,
+    process,
+    sources,
+    volumes,
+)
 from tfds_covidct.covid_ct.curation import Curation
 from tfds_covidct.errors import DatasetError
 

@@ -211,7 +211,12 @@ def write_nifti(path: str | pathlib.Path, hu: np.ndarray, spacing_mm: float = 5.
     stored in `axcodes` order (e.g. "RAS", "LPS", "LAS", "SAR"), int16 with scl_slope/scl_inter, or
     float32 as given (`floats`: NaN voxels stay NaN)."""
     import nibabel as nib
-    from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, ornt_transform
+    from nibabel.orientations import (
+        apply_orientation,
+        axcodes2ornt,
+        inv_ornt_aff,
+        ornt_transform,
+    )
 
     # display[k, r, c]: k inferior->superior, r anterior->posterior, c right->left; RAS[x, y, z].
     ras = hu.transpose(2, 1, 0)[::-1, ::-1, :]

@@ -20,7 +20,11 @@ from scipy import ndimage
 
 # The phantoms' CT volumes (in Hounsfield units) and their DICOM/NIfTI writers, named here too.
 from tfds_covidct.covid_ct.phantom_volumes import (  # noqa: F401
-    volume_hu, write_dicom_series, write_enhanced_ct, write_nifti)
+    volume_hu,
+    write_dicom_series,
+    write_enhanced_ct,
+    write_nifti,
+)
 from tfds_covidct.covid_ct.sources import LABELS, SYNTHETIC_MARKER, SYNTHETIC_SOURCE
 
 LAYOUTS = ("plain", "text", "border", "panel", "xray", "colour")

@@ -1,7 +1,7 @@
 """The builder configs: name -> image size (height, width), shared by the builder and the training job.
 
 Two framings of every size: `<size>` crops the whole body slice (the 1.x configs), `<size>-lungs`
-crops the lung field (cleaning.find_lungs: scanner text, table and arms left outside), the framing
+crops the lung field (anatomy.find_lungs: scanner text, table and arms left outside), the framing
 many COVID-CT studies train on. `RESOLUTIONS` maps every config name, both framings, to (h, w).
 """
 

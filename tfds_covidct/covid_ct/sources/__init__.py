@@ -14,9 +14,9 @@ Adding a layout: a module with `detect(folder, root) -> list[Found]` and one ent
 """
 
 from tfds_covidct.covid_ct.sources.discovery import LAYOUTS, discover
-from tfds_covidct.covid_ct.sources.inputs import SYNTHETIC_MARKER, Found, InputFile, is_safe_member
+from tfds_covidct.covid_ct.sources.inputs import (
+    SYNTHETIC_MARKER, SYNTHETIC_SOURCE, Found, InputFile, is_safe_member)
 from tfds_covidct.covid_ct.sources.labels import LABELS
-from tfds_covidct.covid_ct.sources.synthetic import SYNTHETIC_SOURCE
 
 __all__ = ["LABELS", "LAYOUTS", "SYNTHETIC_MARKER", "SYNTHETIC_SOURCE", "Found", "InputFile",
            "discover", "is_safe_member"]

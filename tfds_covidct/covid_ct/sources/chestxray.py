@@ -11,7 +11,13 @@ import io
 import pathlib
 
 from tfds_covidct.covid_ct.sources.inputs import (
-    DANGLING, Found, InputFile, dangling_why, is_dangling, is_safe_member)
+    DANGLING,
+    Found,
+    InputFile,
+    dangling_why,
+    is_dangling,
+    is_safe_member,
+)
 
 SOURCE = "covid-chestxray-dataset"
 

@@ -16,8 +16,15 @@ import re
 import zipfile
 
 from tfds_covidct.covid_ct.sources.inputs import (
-    NONCOVID_METADATA, SKIPPED_NAMES, Found, InputFile, dangling_input, folder_files, is_dangling,
-    is_safe_member)
+    NONCOVID_METADATA,
+    SKIPPED_NAMES,
+    Found,
+    InputFile,
+    dangling_input,
+    folder_files,
+    is_dangling,
+    is_safe_member,
+)
 
 SOURCE = "covid-ct"
 COVIDCT_FOLDERS = {"ct_covid": "covid", "ct_noncovid": "non_covid"}

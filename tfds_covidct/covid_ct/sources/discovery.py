@@ -16,7 +16,13 @@ from __future__ import annotations
 
 import pathlib
 
-from tfds_covidct.covid_ct.sources import chestxray, covidct, labelled_folders, loose_volumes, synthetic
+from tfds_covidct.covid_ct.sources import (
+    chestxray,
+    covidct,
+    labelled_folders,
+    loose_volumes,
+    synthetic,
+)
 from tfds_covidct.covid_ct.sources.inputs import LABELS_CSV, Found
 from tfds_covidct.covid_ct.sources.labels import read_labels, relabel
 from tfds_covidct.errors import DatasetError

@@ -17,6 +17,7 @@ import zipfile
 
 MAX_FILE_BYTES = 64 * 1024 * 1024  # no CT figure is this big; larger files are refused unread
 SYNTHETIC_MARKER = "SYNTHETIC_PHANTOMS.json"
+SYNTHETIC_SOURCE = "synthetic_phantom"
 NONCOVID_METADATA = "NonCOVID-CT-MetaInfo.csv"
 LABELS_CSV = "labels.csv"  # a volume collection's labels, found at the top of manual_dir
 # Files that are never inputs: system litter and the layouts' own metadata.
@@ -83,8 +84,6 @@ class Found:
 
     @property
     def synthetic(self) -> bool:
-        from tfds_covidct.covid_ct.sources.synthetic import SYNTHETIC_SOURCE
-
         return self.kind == SYNTHETIC_SOURCE
 
     def describe(self) -> str:

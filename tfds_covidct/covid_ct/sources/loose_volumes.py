@@ -10,7 +10,12 @@ import dataclasses
 import pathlib
 
 from tfds_covidct.covid_ct.sources.inputs import (
-    LABELS_CSV, VOLUMES_SOURCE, Found, InputFile, volume_inputs)
+    LABELS_CSV,
+    VOLUMES_SOURCE,
+    Found,
+    InputFile,
+    volume_inputs,
+)
 from tfds_covidct.covid_ct.sources.labels import FOLDER_LABELS, lookup, with_label
 from tfds_covidct.errors import DatasetError
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pathlib
 
-from tfds_covidct.covid_ct.sources.inputs import SYNTHETIC_MARKER, Found, folder_files
+from tfds_covidct.covid_ct.sources.inputs import (
+    SYNTHETIC_MARKER, SYNTHETIC_SOURCE, Found, folder_files)
 from tfds_covidct.covid_ct.sources.labels import LABELS
 
-SYNTHETIC_SOURCE = "synthetic_phantom"
 EXCLUSIVE = True  # a folder of phantoms is nothing else: no other layout is tried in it
 
 

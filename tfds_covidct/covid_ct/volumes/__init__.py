@@ -29,10 +29,22 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Callable
 
-from tfds_covidct.covid_ct.volumes.dicom import dicom_series, is_dicom_file, to_radiological
+from tfds_covidct.covid_ct.volumes.dicom import (
+    dicom_series,
+    is_dicom_file,
+    to_radiological,
+)
 from tfds_covidct.covid_ct.volumes.nifti import is_nifti, read_nifti
 from tfds_covidct.covid_ct.volumes.selection import (
-    Options, Slice, Volume, VolumeError, choose, lung_area_mm2, reason_of, window)
+    Options,
+    Slice,
+    Volume,
+    VolumeError,
+    choose,
+    lung_area_mm2,
+    reason_of,
+    window,
+)
 
 __all__ = ["Options", "Slice", "Volume", "VolumeError", "choose", "dicom_series", "is_dicom_file",
            "is_nifti", "lung_area_mm2", "read", "read_nifti", "to_radiological",

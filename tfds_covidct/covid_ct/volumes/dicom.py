@@ -29,7 +29,14 @@ from collections.abc import Callable
 import numpy as np
 
 from tfds_covidct.covid_ct.volumes.selection import (
-    GAP_TOLERANCE, MIN_SLICES, Options, Volume, VolumeError, select, square_pixels)
+    GAP_TOLERANCE,
+    MIN_SLICES,
+    Options,
+    Volume,
+    VolumeError,
+    select,
+    square_pixels,
+)
 
 DICOM_SUFFIX = ".dcm"
 DICOM_MAGIC_OFFSET = 128  # "DICM" after the 128-byte preamble of a DICOM file (PS3.10)

@@ -21,7 +21,15 @@ import numpy as np
 from scipy import ndimage
 
 from tfds_covidct.covid_ct.volumes.selection import (
-    MIN_SLICES, Options, Volume, VolumeError, body_mask, reason_of, select, square_pixels)
+    MIN_SLICES,
+    Options,
+    Volume,
+    VolumeError,
+    body_mask,
+    reason_of,
+    select,
+    square_pixels,
+)
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 MAX_STREAMLESS_VOXELS = 400_000_000  # a NIfTI whose axial slabs are not contiguous is read whole
@@ -143,10 +151,3 @@ def _check_hu(hu: np.ndarray) -> None:
     if low > -500:
         raise VolumeError("volume_not_ct", f"a slice's 1st percentile is {low:.0f}, no air "
                           "near -1000: not a CT in Hounsfield units (an MR, a mask, or unscaled data)")
-
-
-def iter_slices(volumes: list[Volume | VolumeError]) -> Iterator[tuple[Volume, Slice]]:
-    for v in volumes:
-        if isinstance(v, Volume):
-            for s in v.slices:
-                yield v, s
