@@ -1,7 +1,8 @@
-"""Every exception the job and the sweeps raise survives pickle and copy (Ray does both to what a
-trial raises) with its message, attributes and exit code.
+"""Every exception the job, the sweeps and the dataset raise survives pickle and copy (Ray and
+worker pools do both to what they raise) with its message, attributes and exit code.
 
-The classes are found by walking the `job` and `tune` packages, so a new one is covered.
+The classes are found by walking the `job`, `tune` and `tfds_covidct` packages, so a new one is
+covered.
 """
 
 import copy
@@ -13,18 +14,19 @@ import pkgutil
 import pytest
 
 import job
+import tfds_covidct
 import tune
 from job.errors import UserError
 
 
 def _exception_classes() -> list[type]:
     found = {}
-    for package in (job, tune):
+    for package in (job, tune, tfds_covidct):
         for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
             if module.name.endswith("__main__"):
                 continue
             for _, cls in inspect.getmembers(importlib.import_module(module.name), inspect.isclass):
-                if issubclass(cls, BaseException) and cls.__module__.split(".")[0] in ("job", "tune"):
+                if issubclass(cls, BaseException) and cls.__module__.split(".")[0] in ("job", "tune", "tfds_covidct"):
                     found[f"{cls.__module__}.{cls.__qualname__}"] = cls
     return [found[name] for name in sorted(found)]
 
@@ -43,7 +45,8 @@ CLASSES = _exception_classes()
 
 def test_the_walk_finds_the_job_s_errors():
     names = {cls.__name__ for cls in CLASSES}
-    assert {"UserError", "ConfigError", "Preempted", "Diverged", "StorageError", "PlanError"} <= names
+    assert {"UserError", "ConfigError", "Preempted", "Diverged", "StorageError", "PlanError",
+            "DecodeError", "VolumeError", "DatasetError"} <= names
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)

@@ -60,6 +60,11 @@ class VolumeError(ValueError):
         self.reason, self.detail = reason, detail
         super().__init__(f"{reason}: {detail}")
 
+    def __reduce__(self):
+        # Rebuilt from its two fields: the default (from args, the joined message) would call
+        # __init__ with one argument, so a worker pool or Ray could not pass it back.
+        return type(self), (self.reason, self.detail)
+
 
 @dataclasses.dataclass(frozen=True)
 class Slice:
