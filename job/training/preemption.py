@@ -96,6 +96,8 @@ def preempt(store: CheckpointStore, ckpt: tf.train.Checkpoint, epoch: int, step:
             why = "its upload did not finish within the grace budget and was abandoned"
         except DeadlinePassed:
             why = "the bucket did not answer within the grace budget"
+        except UserError as error:  # a failed upload, a lost lease: the newest complete stands
+            why = f"it could not be saved: {error}"
     return Preempted(f"SIGTERM at epoch {epoch}, step {step}: no fresh checkpoint ({why}); "
                      f"the same command resumes from {describe(store.newest_complete)} in "
                      f"{store.uri}")
