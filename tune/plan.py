@@ -91,7 +91,7 @@ def check_intervals(configs: list[TrainConfig]) -> None:
 
 def dataset_key(config: TrainConfig) -> str:
     """What fixes a trial's training set: its resolution and its classes."""
-    return config.dataset_config + (f" {config.labels}" if config.labels else "")
+    return f"covid_ct/{config.dataset_config}" + (f", {config.labels}" if config.labels else "")
 
 
 def train_images(config: TrainConfig) -> int:
