@@ -37,7 +37,7 @@ from job import checkpoint_check as check
 from job import run, storage
 from job.checkpoint_check import CheckpointCorrupt, pull_intact, unusable  # noqa: F401 (re-exported)
 from job.deadline import Deadline, DeadlinePassed
-from job.errors import UsageError, UserError
+from job.errors import UsageError
 from job.run import Saved
 
 

@@ -281,9 +281,3 @@ def _progress_line(epoch: int, epochs: int, m: dict, eta: str) -> str:
         f"{eta}"
     )
 
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"

@@ -94,7 +94,7 @@ class RunFiles:
             for k, v in clean.items():
                 if isinstance(v, float) and math.isfinite(v):
                     tf.summary.scalar(k, v)
-        self._writer.flush()
+        self._events().flush()
         self._push(run.METRICS, run.EVENTS)
 
     def save_samples(self, epoch: int, grid_images: np.ndarray,

@@ -30,10 +30,14 @@ together. Call them through `job.training.models.generator_inputs` / `discrimina
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from job.config import TrainConfig
 from job.config.geometry import geometry, upsampling_stages
 from job.training.layer_plan import Layer, spread, width
+
+if TYPE_CHECKING:  # the plans import no TensorFlow; only the builders do, inside them
+    import keras
 
 
 def generator_plan(config: TrainConfig) -> list[Layer]:
