@@ -31,6 +31,7 @@ EPOCHS_FULL = (50, 100, 250, 500)
 EPOCHS_QUICK = (2,)
 EVAL_IMAGES = {True: 64, False: 500}
 TARGET_QUALITY_RATIO = 1.1  # issue 27: as close to unseen scans as real scans are
+FIGURE_IMAGES = 16
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -95,7 +96,24 @@ def run(manual_dir: str, quick: bool, folder: pathlib.Path, synthetic: bool = Fa
         reports[epoch] = json.loads((out / "report.json").read_text())
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
                if line.strip()]
-    return {"reports": reports, "history": history, "folder": str(folder)}
+    figure = folder / "final_vs_holdout.png"
+    progress(f"seed: the epoch-{epochs[-1]} generator beside real hold-out scans ({figure})")
+    final_figure(run_dir, epochs[-1], figure)
+    return {"reports": reports, "history": history, "folder": str(folder), "figure": str(figure)}
+
+
+def final_figure(run_dir: pathlib.Path, epoch: int, path: pathlib.Path, n: int = FIGURE_IMAGES) -> None:
+    """Rows of real hold-out scans and of the run's EMA generator at `epoch` (the job's own
+    drawing: standing statistics, `job.generate`), each `n` images, as a tagged PNG."""
+    from job.generate import generate_images, load_generator
+    from job.images import save_png, side_by_side
+    from job.training import data
+
+    generator, config, _ = load_generator(str(run_dir), str(epoch))
+    holdout = data.load_holdout(config)
+    rows = [("real hold-out", holdout[:n]), (f"epoch {epoch}", generate_images(generator, config, n)[:n])]
+    save_png(side_by_side(rows), path, synthetic_tags={"run": str(run_dir), "epoch": str(epoch),
+                                                        "rows": "real hold-out, generated"})
 
 
 def _quality_ratio_at(history: list[dict], epoch: int) -> float | None:
@@ -136,5 +154,6 @@ def rows(measured: dict, source_kind: str, quick: bool) -> list[Row]:
     if tail:
         out.append(row(f"{head}: quality_ratio range over epochs {int(0.4 * last)}-{last}",
                        max(tail) - min(tail), "x floor", better="lower",
-                       note=f"min {min(tail):.3f}, max {max(tail):.3f} over {len(tail)} measurements"))
+                       note=f"min {min(tail):.3f}, max {max(tail):.3f} over {len(tail)} measurements; "
+                     f"final grid beside real hold-out scans: {measured['figure']}"))
     return out
