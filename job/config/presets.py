@@ -38,7 +38,9 @@ PRESETS: Mapping[str, Preset] = {
     # The seed's first result: 28x28 after 500 epochs (it trained on its COVID scans only:
     # --set labels=covid).
     "seed28": Preset(dict(name="seed28", dataset_config="28", epochs=500),
-                     "covidct train --preset seed28", "~25 min on 2 CPU cores (390 kimg at the bench's ~270 img/s)"),
+                     "covidct train --preset seed28",
+                     # Measured (bench --only seed, 2026-12-07): 144 kimg, ~41 img/s with the machine to itself.
+                     "~75 min on 2 CPU cores with --set labels=covid (144 kimg); ~2.5 h on every class"),
     # The seed's large result: 336x504, 2250 epochs (see k8s/), with the seed's findings (LeakyReLU,
     # lr 1e-4, no dropout, 11 hidden layers in G and 8 in D: the defaults). Shapes: a 6x8 seed map,
     # 6 stages each way, widths capped at 256: G 7.5M / D 4.0M parameters, D's receptive field
