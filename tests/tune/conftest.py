@@ -84,10 +84,11 @@ def object_user_bucket(memory_bucket):
         yield proxy
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def ray_cluster(object_user_bucket):
     """A 0-CPU head whose 1-CPU workers (at most 2) Ray's autoscaler adds from zero; every Ray
-    process (job drivers, trials) reaches the bucket through the object-user proxy."""
+    process (job drivers, trials) reaches the bucket through the object-user proxy. One per test
+    module: a cluster another module's sweep grew is not at zero (its workers idle a minute)."""
     cluster = AutoscalingCluster({
         **os.environ,
         "STORAGE_EMULATOR_HOST": object_user_bucket.endpoint,  # trials and job drivers inherit it

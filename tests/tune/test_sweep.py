@@ -100,7 +100,7 @@ def test_a_sweep_on_a_cluster_scaled_from_zero_runs_its_trials(submitted_sweep, 
             f"nodes; ASHA on {SELECTION}") in logs
     assert "per trial: 1 CPU(s), 1 CPU replica(s) (as given: no node has them yet" in logs
     assert re.search(r"Adding \d node\(s\) of type cpu1", ray_cluster.monitor_log())
-    assert re.search(r"global batch 16 \(\d+ steps/epoch\) of \d+ images \(28\)", logs)
+    assert re.search(r"global batch 16 \(\d+ steps/epoch\) of \d+ images \(covid_ct/28\)", logs)
     diverged, good = _diverged_and_good(sweep_uri)
     trials = _trials(sweep_uri)
     # The job's own record and Ray's: the good trial reported SWD for both epochs ...
