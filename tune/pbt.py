@@ -102,5 +102,8 @@ def scheduler(space: spaces.Space, interval: int):
     if not found:
         raise ConfigError("--space", f"PBT needs a searched field it may change mid-run, one of "
                                      f"{list(MUTABLE)}; the space varies none")
-    return PopulationBasedTraining(time_attr="epoch", perturbation_interval=interval,
+    # Synchronous PBT (Jaderberg et al. 2017, appendix A.1): the population is ranked when every
+    # trial has reached the same epoch, so a GAN trial is never judged against one trained longer,
+    # and the weaker half always exploits (asynchronous ranking depends on who reports first).
+    return PopulationBasedTraining(time_attr="epoch", perturbation_interval=interval, synch=True,
                                    hyperparam_mutations=found, custom_explore_fn=Explore.of(space))
