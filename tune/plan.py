@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from job.config import TrainConfig
+from job.config import TrainConfig, check_name
 from job.errors import ConfigError
 from job.metrics.registry import SELECTION_METRIC, direction
 from tune import space as spaces
@@ -56,13 +56,14 @@ class SweepPlan:
 
 
 def check_arguments(name: str, num_samples: int, scheduler: str) -> None:
-    """The sweep's own arguments, before anything is touched (PlanError: a usage error, exit 2)."""
+    """The sweep's own arguments, before anything is touched (PlanError or ConfigError: exit 2).
+
+    The sweep's name is checked as a run's is (`check_name`): it becomes one folder of a URI."""
     if scheduler not in SCHEDULERS:
         raise PlanError(f"--scheduler must be one of {list(SCHEDULERS)}, got {scheduler!r}")
     if num_samples < 1:
         raise PlanError(f"--num-samples must be positive, got {num_samples}")
-    if not name or "/" in name or name != name.strip() or name in (".", ".."):
-        raise PlanError(f"--name {name!r} must be a folder name: not empty, '.' or '..', without '/'")
+    check_name("--name", name)
 
 
 def grace_period(configs: list[TrainConfig], requested: int | None) -> int:

@@ -246,7 +246,7 @@ def test_unknown_field_in_the_space_file_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (("--name", ".."), "--name '..' must be a folder name"),
+    (("--name", ".."), "--name: '..' must be a folder name"),
     (("--name", "s", "--num-samples", "0"), "--num-samples must be positive"),
 ])
 def test_a_usage_error_is_refused_with_exit_2(tmp_path, capsys, argv, words):
