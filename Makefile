@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # Extra `covidct train` flags for the demo (tests/test_readme.py: --set epochs=2, the same path in seconds).
 DEMO_ARGS ?=
 
-.PHONY: demo test test-fast test-tfds-cli bench lock clean
+.PHONY: demo test test-fast bench lock clean
 
 $(BIN)/covidct: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,21 +21,15 @@ demo: $(BIN)/covidct
 	$(BIN)/covidct train --preset demo --run runs/demo $(DEMO_ARGS)
 	$(BIN)/covidct generate --run runs/demo --n 16 --out out/demo
 
-# Every test, heavy ones included (what CI runs).
+# Every test, heavy ones included (what CI runs), one process per core (at most 4): each test
+# module stays in one process (tests/conftest.py groups them), so its fixtures are built once.
+XDIST ?= -n auto --maxprocesses 4 --dist loadgroup
 test: $(BIN)/covidct
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The quick loop: everything not marked heavy.
 test-fast: $(BIN)/covidct
-	$(BIN)/python -m pytest -m 'not heavy' $(PYTEST_ARGS)
-
-# TFDS's own command line (`tfds build tfds_covidct/covid_ct ...`) needs the tfds-cli extra, which
-# pulls protobuf and pyarrow a major version lower: its own venv, so `test` keeps the pinned stack
-# (and skips tests/tfds_covidct/test_tfds_cli.py, saying why). COVIDCT_SAMPLE_DIR names the scans.
-test-tfds-cli:
-	$(PYTHON) -m venv .venv-tfds-cli
-	.venv-tfds-cli/bin/pip install --quiet -e '.[test,tfds-cli]'
-	.venv-tfds-cli/bin/python -m pytest tests/tfds_covidct/test_tfds_cli.py -rs $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m 'not heavy' $(PYTEST_ARGS)
 
 # The full benchmark (~35 min on 2 cores); BENCH_ARGS=--quick for the smoke run.
 bench: $(BIN)/covidct

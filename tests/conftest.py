@@ -41,3 +41,14 @@ def sample28(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sample28-tfds")
     prepare("28", str(folder), manual_dir=sample)
     return str(folder)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Groups for pytest-xdist's `--dist loadgroup` (`make test`): each test module runs whole in
+    one worker, so a module fixture (a trained run, a Ray cluster) is built once; tests/tune's
+    modules share one worker, as two autoscaling Ray clusters at once would starve each other's
+    trials on a 2-core machine. Without xdist the marks change nothing."""
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group("ray" if module.startswith("tests/tune/") else module))
+

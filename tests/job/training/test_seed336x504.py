@@ -1,9 +1,8 @@
-"""The long run's size, 336x504, on the CPU: the step's replica equality, a resumed run, and the
-seed336x504 preset training on the real sample until it writes a full-resolution sample grid.
+"""The long run's size, 336x504, on the CPU: the step's replica equality at the preset's widths,
+and the preset's geometry built from the real sample, trained, sampled at full resolution and
+resumed.
 
-All heavy (a 336x504 step at the preset's widths takes seconds on 2 cores). The resume test uses
-narrow widths: it checks the 336x504 geometry (the crop, D's own stages) through the real loop
-and checkpoints, where the preset's widths would only cost time.
+All heavy (a 336x504 step at the preset's widths takes seconds on 2 cores).
 """
 
 import json
@@ -66,56 +65,40 @@ def test_one_and_two_replicas_agree_at_336x504_with_synchronised_batch_norm():
 
 
 @pytest.fixture(scope="module")
-def demo_336x504(tmp_path_factory):
-    from job.prepare import prepare
+def tfds_336x504(tmp_path_factory):
+    """covid_ct/336x504 built by `covidct prepare` from the real sample (COVIDCT_SAMPLE_DIR), or
+    from the demo phantoms where the sample is absent: (data_dir, the images are phantoms)."""
+    data = tmp_path_factory.mktemp("tfds336")
+    sample = os.environ.get(SAMPLE_ENV)
+    source = ["--manual-dir", sample] if sample else ["--demo"]
+    prep = subprocess.run([sys.executable, "-m", "job", "prepare", *source, "--config", "336x504",
+                           "--data-dir", str(data)], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                          capture_output=True, text=True, timeout=900)
+    assert prep.returncode == 0, prep.stderr[-2000:]
+    return str(data), not sample
 
-    data_dir = tmp_path_factory.mktemp("tfds336")
-    prepare("336x504", str(data_dir), demo=True)
-    return str(data_dir)
 
-
-def test_a_336x504_run_resumes_where_it_stopped(demo_336x504, tmp_path):
+def test_a_336x504_run_writes_a_full_resolution_grid_and_resumes_where_it_stopped(tfds_336x504, tmp_path):
+    """The preset's geometry (the crop, D's own stages) through the real loop, checkpoints and
+    sample grids, on the real sample. Narrow widths: the preset's own widths cost minutes per
+    epoch on a CPU and are held elsewhere (their step by the replica tests above, their sizes by
+    tests/job/training/test_capacity.py's plan line)."""
+    data_dir, phantoms = tfds_336x504
     run = tmp_path / "run"
-    sets = dict(data_dir=demo_336x504, run_uri=str(run), allow_synthetic_data=True,
-                g_filters=4, d_filters=4, max_filters=16, global_batch_size=32,
-                metric_num_images=16, checkpoint_every_epochs=1, sample_every_epochs=1,
-                metrics_every_epochs=1, cpu_replicas=2)
+    sets = dict(data_dir=data_dir, run_uri=str(run), allow_synthetic_data=phantoms,
+                g_filters=4, d_filters=4, max_filters=16, metric_num_images=16,
+                checkpoint_every_epochs=1, sample_every_epochs=1, metrics_every_epochs=1)
     fit(C.resolve("seed336x504", extra=dict(sets, epochs=1)))
     seen = []
     fit(C.resolve("seed336x504", extra=dict(sets, epochs=2)), callbacks=[seen.append])
     assert [r.epoch for r in seen] == [2]  # epoch 1 was not trained again
     history = [json.loads(l) for l in (run / run_layout.METRICS).read_text().splitlines()]
-    assert [h["epoch"] for h in history] == [1, 2]
-    assert all(np.isfinite(h["g_loss"]) and np.isfinite(h["d_loss"]) for h in history)
-    with Image.open(run / run_layout.sample_grid(2)) as grid:
-        assert grid.size == (4 * 504 + 3 * 2, 4 * 336 + 3 * 2)
-
-
-@pytest.mark.skipif(not os.environ.get(SAMPLE_ENV), reason=f"{SAMPLE_ENV} (the real-scan sample) is not set")
-def test_seed336x504_trains_on_the_real_sample_and_writes_a_full_resolution_grid(tmp_path):
-    """`covidct prepare --config 336x504` on the real sample, then the preset as it is, with the
-    few overrides a CPU needs: one epoch, and small metric sets."""
-    data, run = tmp_path / "tfds", tmp_path / "run"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    cli = [sys.executable, "-m", "job"]
-    prep = subprocess.run([*cli, "prepare", "--manual-dir", os.environ[SAMPLE_ENV], "--config",
-                           "336x504", "--data-dir", str(data)], env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert prep.returncode == 0, prep.stderr[-2000:]
-    train = subprocess.run([*cli, "train", "--preset", "seed336x504", "--run", str(run),
-                            "--set", f"data_dir={data}", "--set", "epochs=1",
-                            "--set", "metric_num_images=16"],
-                           env=env, capture_output=True, text=True, timeout=1800)
-    assert train.returncode == 0, train.stderr[-3000:]
-    logged = train.stdout + train.stderr
-    assert "G 7.48M / D 3.99M parameters" in logged and "D receptive field 382 px" in logged
-    metrics = [json.loads(l) for l in (run / run_layout.METRICS).read_text().splitlines()]
-    assert [m["epoch"] for m in metrics] == [1] and metrics[0]["kimg"] > 0
-    assert np.isfinite(metrics[0]["g_loss"]) and np.isfinite(metrics[0]["swd"])
-    grid_path = run / run_layout.sample_grid(1)
+    assert [h["epoch"] for h in history] == [1, 2] and history[0]["kimg"] > 0
+    assert all(np.isfinite(h["g_loss"]) and np.isfinite(h["swd"]) for h in history)
+    grid_path = run / run_layout.sample_grid(2)
     with Image.open(grid_path) as grid:
         assert grid.size == (4 * 504 + 3 * 2, 4 * 336 + 3 * 2)  # 16 samples at 336x504
         pixels = np.asarray(grid)
     assert pixels.std() > 0  # not a blank canvas
     assert read_tags(grid_path)["synthetic"] == "true"
-    assert run_layout.read_listing(str(run)).latest.epoch == 1
+    assert run_layout.read_listing(str(run)).latest.epoch == 2
