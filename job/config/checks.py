@@ -111,6 +111,8 @@ def _check_fields(config: TrainConfig) -> None:
         raise ConfigError("dropout", f"must be in [0, 1), got {c.dropout}")
     if c.r1_gamma < 0:
         raise ConfigError("r1_gamma", f"must be >= 0, got {c.r1_gamma}")
+    if not (c.lecam_weight >= 0 and math.isfinite(c.lecam_weight)):
+        raise ConfigError("lecam_weight", f"must be a finite number >= 0, got {c.lecam_weight}")
     if c.r1_gamma > 0 and c.norm == "batch":
         # R1 penalises |dD(x_i)/dx_i|^2 per real image; through batch statistics the gradient of
         # the summed logits also carries dD(x_j)/dx_i (about 6% off at initialisation).

@@ -59,6 +59,7 @@ class TrainConfig:
     # Objective and optimiser.
     loss: str = "bce"  # the tutorial's non-saturating BCE, or hinge
     r1_gamma: float = 0.0  # R1 gradient penalty on real images (0 = off)
+    lecam_weight: float = 0.0  # LeCam regularisation of D (Tseng et al. 2021), its weight (0 = off)
     g_lr: float = 1e-4  # generator Adam learning rate
     d_lr: float = 1e-4  # discriminator Adam learning rate
     adam_beta_1: float = 0.5  # Adam's first-moment decay (DCGAN: 0.5)

@@ -3,7 +3,7 @@
 One step is the DCGAN tutorial's: one forward pass, two `GradientTape`s, G and D updated together.
 Around it, what makes it a multi-GPU job: per-example losses reduced by the global batch
 (`tf.nn.compute_average_loss`), synchronised batch norm, loss scaling in mixed precision, an
-optional XLA-compiled forward/backward, DiffAugment, R1, and an EMA copy of the generator. In mixed
+optional XLA-compiled forward/backward, DiffAugment, R1, LeCam, and an EMA copy of the generator. In mixed
 precision an overflow on any replica skips the update on all of them (`finite_on_all_replicas`).
 """
 
@@ -14,6 +14,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from job.training import lecam
 from job.training.augment import augment
 from job.config import TrainConfig
 from job.training.models import (
@@ -45,12 +46,16 @@ class GanState:
     d_opt: keras.optimizers.Optimizer
     epoch: tf.Variable  # completed epochs
     step: tf.Variable  # completed steps of the current epoch (non-zero only after a SIGTERM)
+    # LeCam's anchors (`job.training.lecam`), only when `lecam_weight` > 0: that is why the weight
+    # is part of a run's identity (a checkpoint with and one without have different contents).
+    lecam: tf.Variable | None = None
 
     def checkpoint(self) -> tf.train.Checkpoint:
+        extra = {} if self.lecam is None else {"lecam": self.lecam}
         return tf.train.Checkpoint(
             generator=self.generator, discriminator=self.discriminator,
             ema_generator=self.ema_generator, g_opt=self.g_opt, d_opt=self.d_opt,
-            epoch=self.epoch, step=self.step,
+            epoch=self.epoch, step=self.step, **extra,
         )
 
 
@@ -94,7 +99,9 @@ def build_state(config: TrainConfig, strategy: tf.distribute.Strategy) -> GanSta
         d_opt.build(discriminator.trainable_variables)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    return GanState(generator, discriminator, ema, g_opt, d_opt, epoch, step)
+        anchors = (tf.Variable(tf.zeros([3]), trainable=False, name="lecam")
+                   if config.lecam_weight > 0 else None)
+    return GanState(generator, discriminator, ema, g_opt, d_opt, epoch, step, anchors)
 
 
 def finite_on_all_replicas(grads: list) -> list:
@@ -121,7 +128,8 @@ def make_train_step(config: TrainConfig, state: GanState, strategy: tf.distribut
     (`TrainConfig.ema_beta`, a float32 scalar tensor so it never retraces), returning metrics.
 
     Returned metrics are sums over the global batch divided by the global batch size, i.e. batch
-    means: g_loss, d_loss, d_real_acc (share of real images D calls real), r1.
+    means: g_loss, d_loss, d_real_acc (share of real images D calls real), r1, and with
+    `lecam_weight` > 0 the weighted LeCam term `lecam`.
     """
     G, D = state.generator, state.discriminator
     gb = config.global_batch_size
@@ -149,8 +157,10 @@ def make_train_step(config: TrainConfig, state: GanState, strategy: tf.distribut
             fake_logits = D(discriminator_inputs(config, fake_in, labels, batch["dropout_fake"]),
                             training=True)
             g_per, d_per = per_example_losses(config.loss, real_logits, fake_logits)
+            reg = (config.lecam_weight * lecam.regulariser(real_logits, fake_logits, state.lecam)
+                   if state.lecam is not None else tf.zeros_like(d_per))
             g_loss = tf.nn.compute_average_loss(g_per, global_batch_size=gb)
-            d_loss = tf.nn.compute_average_loss(d_per + r1, global_batch_size=gb)
+            d_loss = tf.nn.compute_average_loss(d_per + r1 + reg, global_batch_size=gb)
             g_obj = state.g_opt.scale_loss(g_loss) if mixed else g_loss
             d_obj = state.d_opt.scale_loss(d_loss) if mixed else d_loss
         g_grads = g_tape.gradient(g_obj, G.trainable_variables)
@@ -162,6 +172,11 @@ def make_train_step(config: TrainConfig, state: GanState, strategy: tf.distribut
             "d_real_acc": tf.nn.compute_average_loss(real_acc, global_batch_size=gb),
             "r1": tf.nn.compute_average_loss(r1, global_batch_size=gb),
         }
+        if state.lecam is not None:
+            metrics["lecam"] = tf.nn.compute_average_loss(reg, global_batch_size=gb)
+            for name, logits in (("d_real_logit", real_logits), ("d_fake_logit", fake_logits)):
+                metrics[name] = tf.nn.compute_average_loss(
+                    tf.reshape(tf.cast(logits, tf.float32), [-1]), global_batch_size=gb)
         return metrics, g_grads, d_grads
 
     if use_xla(config, strategy.num_replicas_in_sync):
@@ -189,6 +204,9 @@ def make_train_step(config: TrainConfig, state: GanState, strategy: tf.distribut
             e.assign(ema_beta * e + (1.0 - ema_beta) * w)
         for e, w in copy_pairs:
             e.assign(w)
+        if state.lecam is not None:  # the global batch's mean logits, the same on every replica
+            state.lecam.assign(lecam.updated(state.lecam, metrics.pop("d_real_logit"),
+                                             metrics.pop("d_fake_logit")))
         return metrics
 
     return train_step
