@@ -43,12 +43,28 @@ def sample28(tmp_path_factory):
     return str(folder)
 
 
+# The longest groups, longest first (seconds of the fresh clone's suite on 2 cores, 2026-12-07):
+# started last, one of them would leave the other worker idle at the end (longest job first).
+LONGEST_GROUPS = (
+    "tests/job/test_preemption.py",  # ~600: SIGTERM at chosen instants, each a resumed subprocess
+    "ray",  # ~550: tests/tune's autoscaling clusters, sweeps and PBT under `ray job submit`
+    "tests/job/training/test_conditional.py",  # ~400
+    "tests/bench/test_bench.py",  # ~400: the quick bench, end to end
+    "tests/job/training/test_train.py",  # ~350
+)
+
+
 def pytest_collection_modifyitems(config, items):
     """Groups for pytest-xdist's `--dist loadgroup` (`make test`): each test module runs whole in
     one worker, so a module fixture (a trained run, a Ray cluster) is built once; tests/tune's
     modules share one worker, as two autoscaling Ray clusters at once would starve each other's
-    trials on a 2-core machine. Without xdist the marks change nothing."""
-    for item in items:
+    trials on a 2-core machine. `LONGEST_GROUPS` go first. Without xdist the marks change
+    nothing and only the order moves."""
+    def group(item) -> str:
         module = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group("ray" if module.startswith("tests/tune/") else module))
+        return "ray" if module.startswith("tests/tune/") else module
 
+    rank = {name: i for i, name in enumerate(LONGEST_GROUPS)}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    items.sort(key=lambda item: rank.get(group(item), len(rank)))  # stable within a rank
