@@ -46,9 +46,12 @@ def sample28(tmp_path_factory):
 # The longest groups, longest first (seconds of the fresh clone's suite on 2 cores, 2026-12-07):
 # started last, one of them would leave the other worker idle at the end (longest job first).
 LONGEST_GROUPS = (
+    # ~400. First, so it starts a fresh worker: its 1-vs-2-replica step test failed once after
+    # other modules in the same worker (g_loss 0.763 vs 0.429; it passes alone, after its module's
+    # first test and after test_preemption): an order dependency not yet found (issue 23).
+    "tests/job/training/test_conditional.py",
     "tests/job/test_preemption.py",  # ~600: SIGTERM at chosen instants, each a resumed subprocess
     "ray",  # ~550: tests/tune's autoscaling clusters, sweeps and PBT under `ray job submit`
-    "tests/job/training/test_conditional.py",  # ~400
     "tests/bench/test_bench.py",  # ~400: the quick bench, end to end
     "tests/job/training/test_train.py",  # ~350
 )
