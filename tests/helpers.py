@@ -56,3 +56,16 @@ def answers(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+def straight_and_resumed(data_dir: str, tmp_path, **sets) -> list:
+    """A 3-epoch smoke run ("a") and one stopped after 2 epochs then resumed to 3 ("b"), both
+    with `sets`: the checkpoint readers of their epoch-3 checkpoints, [a, b]."""
+    from job.training.loop import fit
+
+    fit(smoke(data_dir, tmp_path / "a", epochs=3, **sets))
+    fit(smoke(data_dir, tmp_path / "b", epochs=2, **sets))
+    fit(smoke(data_dir, tmp_path / "b", epochs=3, **sets))
+    return [tf.train.load_checkpoint(str(sorted((tmp_path / run / "checkpoints").glob("e000003*"))[0] / "ckpt"))
+            for run in ("a", "b")]
+

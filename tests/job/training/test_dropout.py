@@ -7,10 +7,9 @@ import pytest
 import tensorflow as tf
 
 from job import config as C
-from job.training.loop import fit
 from job.generate import read_config
 from job.training.models.layers import SeededDropout
-from tests.helpers import flat_weights, one_step, smoke
+from tests.helpers import flat_weights, one_step, straight_and_resumed
 
 
 def _weights_after_one_step(config, replicas):
@@ -42,16 +41,10 @@ def test_masks_are_a_function_of_each_examples_seed():
 
 @pytest.mark.heavy
 def test_a_resumed_run_with_dropout_ends_with_the_same_weights(tmp_path, demo_data):
-    sets = dict(dropout=0.1, deterministic="true")
-    fit(smoke(demo_data, tmp_path / "a", epochs=3, **sets))
-    fit(smoke(demo_data, tmp_path / "b", epochs=2, **sets))
-    fit(smoke(demo_data, tmp_path / "b", epochs=3, **sets))
+    readers = straight_and_resumed(demo_data, tmp_path, dropout=0.1, deterministic="true")
     assert read_config(str(tmp_path / "b")).dropout == 0.1
-    weights = []
-    for run in ("a", "b"):
-        reader = tf.train.load_checkpoint(str(sorted((tmp_path / run / "checkpoints").glob("e000003*"))[0] / "ckpt"))
-        weights.append({k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-                        if k.startswith("discriminator") and "save_counter" not in k})
+    weights = [{k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+                if k.startswith("discriminator") and "save_counter" not in k} for reader in readers]
     assert weights[0].keys() == weights[1].keys() and weights[0]
     for key, value in weights[0].items():
         np.testing.assert_array_equal(weights[1][key], value, err_msg=key)

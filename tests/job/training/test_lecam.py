@@ -9,7 +9,7 @@ from job import config as C
 from job.errors import ConfigError
 from job.training import lecam
 from job.training.loop import fit
-from tests.helpers import flat_weights, one_step, random_images, smoke
+from tests.helpers import flat_weights, one_step, random_images, smoke, straight_and_resumed
 
 
 def test_the_term_is_the_references_and_waits_for_its_anchors():
@@ -74,12 +74,7 @@ def test_the_weighted_term_is_added_to_ds_loss_alike_on_one_and_two_replicas():
 
 @pytest.mark.heavy
 def test_a_resumed_lecam_run_ends_with_the_same_weights_and_refuses_turning_it_off(tmp_path, demo_data):
-    sets = dict(lecam_weight=0.3, deterministic="true")
-    fit(smoke(demo_data, tmp_path / "a", epochs=3, **sets))
-    fit(smoke(demo_data, tmp_path / "b", epochs=2, **sets))
-    fit(smoke(demo_data, tmp_path / "b", epochs=3, **sets))
-    readers = [tf.train.load_checkpoint(str(sorted((tmp_path / run / "checkpoints").glob("e000003*"))[0] / "ckpt"))
-               for run in ("a", "b")]
+    readers = straight_and_resumed(demo_data, tmp_path, lecam_weight=0.3, deterministic="true")
     anchors = [r.get_tensor("lecam/.ATTRIBUTES/VARIABLE_VALUE") for r in readers]
     assert anchors[0][2] > 1 and np.isfinite(anchors[0]).all()
     np.testing.assert_array_equal(anchors[0], anchors[1])
