@@ -157,10 +157,11 @@ def make_train_step(config: TrainConfig, state: GanState, strategy: tf.distribut
             fake_logits = D(discriminator_inputs(config, fake_in, labels, batch["dropout_fake"]),
                             training=True)
             g_per, d_per = per_example_losses(config.loss, real_logits, fake_logits)
-            reg = (config.lecam_weight * lecam.regulariser(real_logits, fake_logits, state.lecam)
-                   if state.lecam is not None else tf.zeros_like(d_per))
+            if state.lecam is not None:  # without it the step has no extra op at all
+                reg = config.lecam_weight * lecam.regulariser(real_logits, fake_logits, state.lecam)
+                d_per = d_per + reg
             g_loss = tf.nn.compute_average_loss(g_per, global_batch_size=gb)
-            d_loss = tf.nn.compute_average_loss(d_per + r1 + reg, global_batch_size=gb)
+            d_loss = tf.nn.compute_average_loss(d_per + r1, global_batch_size=gb)
             g_obj = state.g_opt.scale_loss(g_loss) if mixed else g_loss
             d_obj = state.d_opt.scale_loss(d_loss) if mixed else d_loss
         g_grads = g_tape.gradient(g_obj, G.trainable_variables)
