@@ -22,7 +22,6 @@ reruns it on resume, the scheduler ranks it last, and the report lists it with i
 
 from __future__ import annotations
 
-import functools
 import logging
 
 from ray import tune
@@ -31,6 +30,7 @@ from job.config import TrainConfig, override, validate
 from job.errors import Diverged, UserError
 from job.metrics import registry
 from job.metrics.registry import SELECTION_METRIC
+from job.run import read_metrics
 from job.training.loop import EpochReport, fit
 from tune.layout import trial_run_uri
 
@@ -65,6 +65,19 @@ def report_epoch(report: EpochReport, with_checkpoints: bool = False) -> None:
     tune.report(metrics, checkpoint=checkpoint)
 
 
+def report_completed_run(run_uri: str) -> bool:
+    """Report a finished run's last measurement again; False when it has none.
+
+    Tune reruns a trial that had finished when the driver died before its state said so
+    (`STATE_SYNC_SECONDS`): `fit` finds the run complete and trains nothing, and without this the
+    trial would end with no result and the sweep would rank it last.
+    """
+    measured = [m for m in read_metrics(run_uri) if SELECTION_METRIC in m]
+    if measured:
+        tune.report(measured[-1])
+    return bool(measured)
+
+
 def ended_result(error: UserError) -> dict:
     """The last result of a trial that a retry cannot save (exit 2): the worst score, the epoch
     (0 when it never trained, as the schedulers need one) and why, under DIVERGED or INVALID."""
@@ -82,16 +95,22 @@ def run_trial(params: dict, base: dict, sweep_uri: str, with_checkpoints: bool =
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the job's progress lines
     log = logging.getLogger("covidct")
     checkpoint = tune.get_checkpoint() if with_checkpoints else None
-    report = functools.partial(report_epoch, with_checkpoints=with_checkpoints)
+    epochs = []
+
+    def report(epoch: EpochReport) -> None:
+        epochs.append(epoch.epoch)
+        report_epoch(epoch, with_checkpoints)
+
     try:
         config = trial_config(base, params, sweep_uri, tune.get_context().get_trial_id())
         if checkpoint is None:  # a new trial, or one restarted: fit resumes from its run folder
             fit(config, callbacks=[report])
-            return
-        # PBT: its own checkpoint, or (an exploit) another trial's, whose settings it now has
-        log.info(f"trial starts from the checkpoint {checkpoint.path}")
-        with checkpoint.as_directory() as folder:
-            fit(config, callbacks=[report], resume_from=folder)
+        else:  # PBT: its own checkpoint, or (an exploit) another trial's, whose settings it now has
+            log.info(f"trial starts from the checkpoint {checkpoint.path}")
+            with checkpoint.as_directory() as folder:
+                fit(config, callbacks=[report], resume_from=folder)
+        if not epochs and report_completed_run(config.resolved_run_uri):
+            log.info("trial's run was already complete: its last measurement reported again")
     except UserError as error:
         if error.exit_code != 2:
             raise  # may succeed on retry (storage) or preempted: Tune restarts it

@@ -137,6 +137,18 @@ def trials(sweep_uri: str) -> dict:
     return {tid: read_metrics(storage.join(sweep_uri, tid, "run")) for tid in ids}
 
 
+def synced_statuses(sweep_uri: str) -> dict[str, str]:
+    """trial id -> its status in the newest experiment state Tune synced to storage (what a
+    restored driver starts from: Tune's `experiment_state-<time>.json`, one JSON state per trial)."""
+    states = sorted(rel for rel in storage.list_files(sweep_uri)
+                    if "/" not in rel and rel.startswith("experiment_state-") and rel.endswith(".json"))
+    if not states:
+        return {}
+    data = json.loads(storage.read_bytes(storage.join(sweep_uri, states[-1])))
+    trials = [json.loads(state) for state, _runtime in data["trial_data"]]
+    return {trial["trial_id"]: trial["status"] for trial in trials}
+
+
 def ray_results(sweep_uri: str, trial_id: str) -> list[dict]:
     """What Ray recorded of a trial: one dict per `tune.report`, in its result.json."""
     text = storage.read_bytes(storage.join(sweep_uri, trial_id, "result.json")).decode()

@@ -22,9 +22,8 @@ from job.metrics.registry import SELECTION_METRIC as SELECTION
 from tests.gcs_fixture import free_port
 from tests.tune.conftest import (
     BIN, BUCKET_METADATA, JOB_SECONDS, MAX_WORKERS, driver, finish, parse, ray_results, space_file,
-    sweep_refused, trials as _trials,
+    sweep_refused, synced_statuses, trials as _trials,
 )
-from tune.sweep import STATE_SYNC_SECONDS
 # Every sweep here: the smoke preset (28x28, 2 epochs, checkpoints and SWD every epoch), two
 # trials, and a grace period of the whole run so ASHA never stops a trial early.
 
@@ -180,9 +179,11 @@ def test_best_downloads_a_checkpoint_generate_turns_into_pngs(submitted_sweep, t
 @pytest.mark.heavy
 def test_a_killed_driver_reruns_no_trial_finished_before_its_last_state_sync(
         ray_cluster, demo_data, memory_bucket, tmp_path):
-    # One trial at a time: a 2-epoch trial, then a 20-epoch one (~40 s: it outlives the wait). The driver is killed (SIGKILL:
-    # no chance to save anything) while the second runs, STATE_SYNC_SECONDS + 10 s after the
-    # first finished; the same command then finishes the sweep without running the first again.
+    # One trial at a time: a 2-epoch trial, then a 20-epoch one (~40 s). The driver is killed
+    # (SIGKILL: no chance to save anything) while the second runs, once the experiment state in
+    # storage records the first as TERMINATED; the same command then finishes the sweep without
+    # running the first again. The kill waits for the synced record, not for a time after the
+    # first's last epoch: on a loaded machine the trial's end reaches the state file later.
     storage_uri = memory_bucket.uri(f"kill-{uuid.uuid4().hex[:8]}")
     space = space_file(tmp_path, {"epochs": {"grid": [2, 20]}})
     argv = ["--preset", "smoke", "--num-samples", "1", "--grace-period", "20", "--space", space,
@@ -191,30 +192,25 @@ def test_a_killed_driver_reruns_no_trial_finished_before_its_last_state_sync(
     sweep_uri = storage.join(storage_uri, "killed")
     log_path = tmp_path / "driver.log"
 
-    def finished() -> dict:
-        done = {}
-        for tid, history in _trials(sweep_uri).items():
-            config = json.loads(storage.read_bytes(storage.join(sweep_uri, tid, "run", "config.json")))
-            if [h["epoch"] for h in history] == list(range(1, config["epochs"] + 1)):
-                done[tid] = history
-        return done
+    def terminated() -> set[str]:
+        return {tid for tid, status in synced_statuses(sweep_uri).items() if status == "TERMINATED"}
 
     process = driver(ray_cluster, argv, log_path)
     try:
         deadline = time.monotonic() + JOB_SECONDS
-        while not (done := finished()):
+        while not ((done := terminated()) and set(_trials(sweep_uri)) - done):
             assert process.poll() is None, log_path.read_text()[-4000:]
             assert time.monotonic() < deadline, log_path.read_text()[-4000:]
             time.sleep(0.5)
-        time.sleep(STATE_SYNC_SECONDS + 10)
-        assert process.poll() is None, log_path.read_text()[-4000:]
-        assert len(finished()) == 1, "the second trial ended before the kill: make it longer"
         process.kill()  # SIGKILL
         process.wait(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+    (first,) = done
+    (running,) = set(_trials(sweep_uri)) - done
+    assert len(_trials(sweep_uri)[running]) < 20, "the second trial ended before the kill: make it longer"
     (first,) = done
     first_metrics = storage.read_bytes(storage.join(sweep_uri, first, "run", "metrics.jsonl"))
     first_results = storage.read_bytes(storage.join(sweep_uri, first, "result.json"))
