@@ -1,5 +1,7 @@
 """Small helpers shared by the tests (fixtures live in conftest.py)."""
 
+import json
+import pathlib
 import urllib.request
 
 import numpy as np
@@ -69,3 +71,20 @@ def straight_and_resumed(data_dir: str, tmp_path, **sets) -> list:
     return [tf.train.load_checkpoint(str(sorted((tmp_path / run / "checkpoints").glob("e000003*"))[0] / "ckpt"))
             for run in ("a", "b")]
 
+
+def lines(path) -> list[dict]:
+    """A JSON-lines file (a run's metrics.jsonl) as dicts."""
+    return [json.loads(l) for l in pathlib.Path(path).read_text().splitlines()]
+
+
+def checkpoint_arrays(run_uri) -> dict:
+    """Every variable of the newest complete checkpoint of `run_uri`, by its checkpoint key."""
+    from job import run as run_layout
+    from job import storage
+    from job.checkpoint import CheckpointStore
+
+    store = CheckpointStore(storage.Mirror(str(run_uri)), keep=3)
+    folder = store.fetch(store.latest())
+    reader = tf.train.load_checkpoint(str(folder / run_layout.CKPT_PREFIX))
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if "save_counter" not in k and k != "_CHECKPOINTABLE_OBJECT_GRAPH"}

@@ -122,6 +122,15 @@ def _check_fields(config: TrainConfig) -> None:
                           "norm=none, or r1_gamma=0")
     if c.cpu_replicas < 0:
         raise ConfigError("cpu_replicas", f"must be >= 0, got {c.cpu_replicas}")
+    if c.num_workers < 1:
+        raise ConfigError("num_workers", f"must be >= 1, got {c.num_workers}")
+    if c.num_workers > 1 and c.cpu_replicas > 1:
+        # MultiWorkerMirroredStrategy mirrors over a worker's GPUs or its first CPU only.
+        raise ConfigError("cpu_replicas", f"a run of {c.num_workers} workers has one CPU replica "
+                          f"per worker, got cpu_replicas={c.cpu_replicas}")
+    if not (c.collective_timeout_seconds > 0 and math.isfinite(c.collective_timeout_seconds)):
+        raise ConfigError("collective_timeout_seconds", f"must be a finite number of seconds > 0, "
+                          f"got {c.collective_timeout_seconds}")
     for name in ("checkpoint_every_minutes", "grace_seconds"):
         if getattr(c, name) < 0:
             raise ConfigError(name, f"must be >= 0, got {getattr(c, name)}")

@@ -83,6 +83,12 @@ class TrainConfig:
     seed: int = 0  # seeds weights, noise, augmentation and data order
     deterministic: bool = False  # op determinism: a resumed run ends with the same weights
     cpu_replicas: int = 0  # >0 on a CPU-only machine: split the CPU into N logical devices
+    # Training processes, one per node, each with its own GPUs (or one CPU replica): >1 trains
+    # under MultiWorkerMirroredStrategy, every process told its place by TF_CONFIG.
+    num_workers: int = 1
+    # A collective (the gradients' all-reduce) that waits longer than this for a lost worker ends
+    # the run with exit 1 (retryable) instead of hanging; it must outlast the first step's tracing.
+    collective_timeout_seconds: float = 600.0
 
     # Intervals, in epochs.
     sample_every_epochs: int = 10  # write the fixed-noise sample grid every N epochs
@@ -154,7 +160,7 @@ RESUMABLE_FIELDS = frozenset({
     "metric_num_images", "inception_weights", "storage_retry_seconds", "cpu_replicas", "xla",
     "deterministic", "allow_synthetic_data", "g_lr", "d_lr", "adam_beta_1", "adam_beta_2",
     "augment", "r1_gamma", "global_batch_size", "ema_kimg", "ema_rampup", "loss",
-    "lease_seconds", "lease_wait_seconds",
+    "lease_seconds", "lease_wait_seconds", "num_workers", "collective_timeout_seconds",
 })
 
 

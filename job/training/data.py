@@ -221,7 +221,12 @@ def run_batches(
     first = _epoch(stack, config, start_epoch).skip(skip_batches)
     rest = tf.data.Dataset.range(start_epoch + 1, config.epochs if epochs is None else epochs)
     ds = first.concatenate(rest.flat_map(lambda epoch: _epoch(stack, config, epoch)))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # Every worker of a multi-worker run builds this same dataset; the strategy splits each
+    # global batch into per-replica slices and DATA sharding hands each worker its replicas'
+    # slices, so the group trains on the batches one process would (AUTO tries files first).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def real_sample(images: tf.data.Dataset, n: int) -> np.ndarray:

@@ -14,6 +14,7 @@ a checkpoint never sits at the end of an epoch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -41,7 +42,8 @@ from job.training.preemption import SigtermFlag, finish_upload, preempt
 from job.training.resume import resume
 from job.training.standing_stats import standing_statistics
 from job.training.step import Stepper, build_state, make_generate, make_train_step
-from job.training.strategy import make_strategy
+from job.training import group
+from job.training.strategy import Role, make_strategy, role
 
 log = logging.getLogger("covidct")
 
@@ -93,22 +95,28 @@ def fit(
         LeaseHeld: another live writer holds the run's lease (exit 1, naming it).
     """
     config = checked(config)
-    storage.check_reachable(config.resolved_run_uri)
-    # One writer per run URI: nothing below writes, prunes or promotes before this process holds
-    # the lease (a replacement pod, a rescheduled trial or a second `covidct train` waits here).
-    lease = storage.Lease(config.resolved_run_uri, run.LEASE, config.lease_seconds)
-    lease.acquire(config.lease_wait_seconds, takeover)
-    try:
-        return _train(config, lease, callbacks, resume_from, on_step)
-    except Preempted:
-        lease.release(seconds=1.0)  # the grace budget is spent; a lease left behind lapses
-        raise
-    finally:
-        lease.release()
+    cluster = role()
+    # Of a multi-worker group only the chief writes the run URI (`group`): the others write
+    # scratch folders and take the chief's restored state.
+    with group.writer_config(config, cluster) as config:
+        storage.check_reachable(config.resolved_run_uri)
+        # One writer per run URI: nothing below writes, prunes or promotes before this process
+        # holds the lease (a replacement pod, a rescheduled trial or a second `covidct train`
+        # waits here).
+        lease = storage.Lease(config.resolved_run_uri, run.LEASE, config.lease_seconds)
+        lease.acquire(config.lease_wait_seconds, takeover)
+        try:
+            return _train(config, lease, callbacks, resume_from if cluster.is_chief else None,
+                          on_step, cluster)
+        except Preempted:
+            lease.release(seconds=1.0)  # the grace budget is spent; a lease left behind lapses
+            raise
+        finally:
+            lease.release()
 
 
 def _train(config: TrainConfig, lease: storage.Lease, callbacks: Iterable[Callback],
-           resume_from: str | None, on_step: StepHook | None) -> dict:
+           resume_from: str | None, on_step: StepHook | None, cluster: Role) -> dict:
     """`fit` under the run's lease."""
     configure_cpu_replicas(config.cpu_replicas)
     if config.deterministic:
@@ -130,6 +138,12 @@ def _train(config: TrainConfig, lease: storage.Lease, callbacks: Iterable[Callba
     state = build_state(config, strategy)
     ckpt = state.checkpoint()
     resume(config, store, state, resume_from)
+    votes = None
+    if cluster.workers > 1:
+        group.adopt_chief_state(strategy, state.variables(), cluster.is_chief)
+        votes = group.Votes(strategy)
+    # A step's collectives wait for every worker: a lost one ends this one with exit 1.
+    in_step = group.Collectives("training a step") if votes is not None else contextlib.nullcontext()
     if int(state.step.numpy()) >= plan.steps_per_epoch:
         # Written by a version that saved after an epoch's last step: that epoch is trained.
         state.epoch.assign_add(1)
@@ -171,15 +185,23 @@ def _train(config: TrainConfig, lease: storage.Lease, callbacks: Iterable[Callba
                 resumed = skip if epoch == start_epoch else 0
                 for _ in range(plan.steps_per_epoch - resumed):
                     step = int(state.step.numpy())
-                    if sigterm.raised:
-                        raise preempt(store, ckpt, epoch, step, sigterm, {"reason": "SIGTERM"})
                     minutes = config.checkpoint_every_minutes
-                    if minutes and time.monotonic() - saved_at >= 60 * minutes and step and not store.uploading:
+                    stop, save = sigterm.raised, bool(
+                        minutes and time.monotonic() - saved_at >= 60 * minutes and step
+                        and not store.uploading)
+                    if votes is not None:  # the group stops or saves at the same step
+                        stop, save = votes(stop, save and cluster.is_chief)
+                        if stop:
+                            sigterm.join()
+                    if stop:
+                        raise preempt(store, ckpt, epoch, step, sigterm, {"reason": "SIGTERM"})
+                    if save:
                         store.save(ckpt, epoch, step, {"reason": "wall clock"}, deadline=deadline)
                         saved_at = time.monotonic()
                     if on_step is not None:
                         on_step(epoch, step)
-                    out = stepper(next(batches))
+                    with in_step:
+                        out = stepper(next(batches))
                     totals = out if totals is None else {k: totals[k] + out[k] for k in out}
                     steps += 1
                     state.step.assign_add(1)
@@ -200,6 +222,10 @@ def _train(config: TrainConfig, lease: storage.Lease, callbacks: Iterable[Callba
                 m["seconds"] = seconds
 
                 preempted = sigterm.raised  # arrived during the last step: no time for metrics
+                if votes is not None:
+                    (preempted,) = votes(preempted)
+                    if preempted:
+                        sigterm.join()
                 metrics_due = _interval(done, config.metrics_every_epochs, config.epochs) and not preempted
                 samples_due = _interval(done, config.sample_every_epochs, config.epochs) and not preempted
                 checkpoint_due = _interval(done, config.checkpoint_every_epochs, config.epochs)

@@ -54,6 +54,11 @@ class SigtermFlag:
             reserve = min(EXIT_RESERVE_SECONDS, self.grace_seconds / 3)
             self.deadline.arm(self.grace_seconds - reserve)
 
+    def join(self) -> None:
+        """Act on a SIGTERM another worker of the group received (`group.Votes`): this worker
+        stops at the same step, within the same grace budget."""
+        self._set(signal.SIGTERM, None)
+
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)

@@ -50,6 +50,13 @@ class GanState:
     # is part of a run's identity (a checkpoint with and one without have different contents).
     lecam: tf.Variable | None = None
 
+    def variables(self) -> list[tf.Variable]:
+        """Every variable the checkpoint holds, as TensorFlow variables (Keras 3 wraps its own)."""
+        keras_vars = [v for m in (self.generator, self.discriminator, self.ema_generator) for v in m.weights]
+        keras_vars += list(self.g_opt.variables) + list(self.d_opt.variables)
+        own = [self.epoch, self.step] + ([] if self.lecam is None else [self.lecam])
+        return [v if isinstance(v, tf.Variable) else v.value for v in keras_vars] + own
+
     def checkpoint(self) -> tf.train.Checkpoint:
         extra = {} if self.lecam is None else {"lecam": self.lecam}
         return tf.train.Checkpoint(

@@ -1,11 +1,9 @@
 """The run's distribution strategy, and which process is the chief (the one that writes the run).
 
-Today a run is one process: MirroredStrategy over its GPUs, or over N logical CPUs
-(`job.training.devices`). The seam for a multi-worker backend (the multi-node issue) is here:
-`role` reads TF_CONFIG the way TensorFlow's cluster resolver does, so write sites can ask
-`role().is_chief` (big_vision guards every write with `jax.process_index() == 0`), and
-`make_strategy` is where MultiWorkerMirroredStrategy goes. Until then a TF_CONFIG naming several
-workers is refused: each worker would train alone and write the same run.
+A run of one process mirrors over its GPUs, or over N logical CPUs (`job.training.devices`). A
+run of `num_workers` processes trains under MultiWorkerMirroredStrategy; `role` reads TF_CONFIG
+the way TensorFlow's cluster resolver does, so write sites can ask `role().is_chief` (big_vision
+guards every write with `jax.process_index() == 0`).
 """
 
 from __future__ import annotations
@@ -59,18 +57,34 @@ def role(environ: Mapping[str, str] = os.environ) -> Role:
 
 
 def make_strategy(config: TrainConfig) -> tf.distribute.Strategy:
-    """The strategy `fit` trains under: this process's devices (`config.cpu_replicas`).
+    """The strategy `fit` trains under.
+
+    One worker (`num_workers` = 1, no multi-worker TF_CONFIG): MirroredStrategy over this
+    process's GPUs or `cpu_replicas` logical CPUs. Several: MultiWorkerMirroredStrategy over the
+    TF_CONFIG cluster (Ray Train's TensorflowTrainer writes it), whose collectives give up after
+    `collective_timeout_seconds`. It must be made before this process runs any TF op.
 
     Raises:
-        ConfigError (exit 2): TF_CONFIG names more than one training process (multi-worker
-            training is not built yet).
+        ConfigError (exit 2): TF_CONFIG names another number of training processes than
+            `num_workers`.
         UserError: the logical CPUs asked for do not exist.
     """
     cluster = role()
+    if cluster.workers != config.num_workers:
+        raise ConfigError("num_workers", f"is {config.num_workers} but TF_CONFIG names "
+                          f"{cluster.workers} training process(es): every worker needs TF_CONFIG "
+                          "naming all of them (Ray Train's TensorflowTrainer writes it)")
     if cluster.workers > 1:
-        raise ConfigError("TF_CONFIG", f"names {cluster.workers} training processes; this job "
-                          "trains on one process (its GPUs, or --cpu-replicas); unset TF_CONFIG")
+        return multi_worker_strategy(config.collective_timeout_seconds)
     return strategy_for(config.cpu_replicas)
+
+
+@functools.lru_cache(maxsize=None)
+def multi_worker_strategy(timeout_seconds: float) -> tf.distribute.MultiWorkerMirroredStrategy:
+    """One MultiWorkerMirroredStrategy per process (TensorFlow allows one: collectives are
+    configured once, at its creation)."""
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_seconds)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,5 +1,5 @@
 """The strategy factory: which process is the chief (TensorFlow's TF_CONFIG rule), and a
-multi-worker TF_CONFIG refused before anything trains (each worker would write the same run)."""
+TF_CONFIG that does not name `num_workers` processes refused before anything trains."""
 
 import json
 
@@ -32,10 +32,15 @@ def test_one_process_without_tf_config_is_the_chief_of_one():
         strategy.role({"TF_CONFIG": "{not json"})
 
 
-def test_a_multi_worker_tf_config_is_refused_and_one_worker_trains(monkeypatch):
+def test_num_workers_must_match_the_tf_config_cluster(monkeypatch):
     config = C.resolve("smoke")
     monkeypatch.setenv("TF_CONFIG", tf_config({"worker": ["a:1", "b:1"]}, "worker", 0)["TF_CONFIG"])
-    with pytest.raises(ConfigError, match="2 training processes"):
-        strategy.make_strategy(config)
+    with pytest.raises(ConfigError, match="num_workers.*is 1 but TF_CONFIG names 2"):
+        strategy.make_strategy(config)  # each worker would train alone and write the same run
     monkeypatch.setenv("TF_CONFIG", tf_config({"worker": ["a:1"]}, "worker", 0)["TF_CONFIG"])
     assert strategy.make_strategy(config).num_replicas_in_sync >= 1
+    monkeypatch.delenv("TF_CONFIG")
+    with pytest.raises(ConfigError, match="is 2 but TF_CONFIG names 1"):
+        strategy.make_strategy(C.override(config, {"num_workers": 2}))
+    with pytest.raises(ConfigError, match="one CPU replica per worker"):
+        C.resolve("smoke", sets=["num_workers=2", "cpu_replicas=2"])

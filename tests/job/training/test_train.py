@@ -27,22 +27,9 @@ from job.generate import generate_pngs
 from job.images import read_tags
 from job.training.step import build_state
 from job.training.loop import fit
-from tests.helpers import smoke
+from tests.helpers import checkpoint_arrays, lines, smoke
 
 pytestmark = pytest.mark.heavy
-
-
-def lines(path):
-    return [json.loads(l) for l in pathlib.Path(path).read_text().splitlines()]
-
-
-def checkpoint_arrays(run_uri):
-    """Every variable of the newest complete checkpoint, by its checkpoint key."""
-    store = CheckpointStore(storage.Mirror(str(run_uri)), keep=3)
-    folder = store.fetch(store.latest())
-    reader = tf.train.load_checkpoint(str(folder / run_layout.CKPT_PREFIX))
-    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-            if "save_counter" not in k and k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
 
 
 def count_validations(monkeypatch) -> list[str]:

@@ -1,0 +1,137 @@
+"""Several training processes as one run (MultiWorkerMirroredStrategy): two real worker
+processes on loopback, TF_CONFIG as Ray Train's TensorflowTrainer writes it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from job import run as run_layout
+from tests.gcs_fixture import free_port
+from tests.helpers import checkpoint_arrays, lines
+
+REPO = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.heavy
+
+
+def tf_config(addresses: list[str], index: int) -> str:
+    return json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
+
+
+def train_group(demo_data: str, run: Path, folder: Path, epochs: int, n: int = 2,
+                *sets: str) -> list[subprocess.Popen]:
+    """`covidct train` of the smoke preset as `n` worker processes of one group (TF_CONFIG on
+    loopback, TMPDIR in `folder`), output in folder/worker<i>.log."""
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(n)]
+    (folder / "tmp").mkdir(parents=True, exist_ok=True)
+    processes = []
+    for index in range(n):
+        env = {**os.environ, "TF_CONFIG": tf_config(addresses, index), "TMPDIR": str(folder / "tmp"),
+               "TF_CPP_MIN_LOG_LEVEL": "3"}
+        with open(folder / f"worker{index}.log", "wb") as log:
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "job", *train_args(demo_data, run, epochs), "--set",
+                 f"num_workers={n}", *[a for s in sets for a in ("--set", s)]],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
+    return processes
+
+
+def train_args(demo_data: str, run: Path, epochs: int) -> list[str]:
+    return ["train", "--preset", "smoke", "--run", str(run), "--set", f"data_dir={demo_data}",
+            "--set", f"epochs={epochs}", "--set", "deterministic=true"]
+
+
+def wait_all(processes: list[subprocess.Popen], folder: Path, seconds: float = 400) -> list[int]:
+    try:
+        return [p.wait(timeout=seconds) for p in processes]
+    except subprocess.TimeoutExpired:
+        pytest.fail("a worker ran over its time:\n" + "\n".join(
+            (folder / f"worker{i}.log").read_text()[-2000:] for i in range(len(processes))))
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def run_files(run: Path) -> list[str]:
+    """The run's files (TensorBoard's event files named by kind: their names hold time and pid)."""
+    return sorted(str(p.relative_to(run)).split(".out.tfevents.")[0] for p in run.rglob("*")
+                  if p.is_file() and p.name != "LEASE")
+
+
+EPOCHS = 4
+
+
+@pytest.fixture(scope="module")
+def straight(demo_data, tmp_path_factory) -> Path:
+    """The reference: the same run as one process with two CPU replicas."""
+    run = tmp_path_factory.mktemp("straight") / "run"
+    done = subprocess.run([sys.executable, "-m", "job", *train_args(demo_data, run, EPOCHS),
+                           "--cpu-replicas", "2"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run
+
+
+def assert_same_run(run: Path, reference: Path) -> None:
+    """`run` trained what `reference` trained, to the summation order's roundoff."""
+    ours, theirs = lines(run / run_layout.METRICS), lines(reference / run_layout.METRICS)
+    assert [m["epoch"] for m in ours] == list(range(1, EPOCHS + 1))  # one writer: no line twice
+    for a, b in zip(theirs, ours):
+        for key in ("g_loss", "d_loss", "d_real_acc"):
+            assert b[key] == pytest.approx(a[key], rel=1e-3), (b["epoch"], key)
+    expected, arrays = checkpoint_arrays(reference), checkpoint_arrays(run)
+    assert arrays.keys() == expected.keys()
+    for key, value in expected.items():
+        np.testing.assert_allclose(arrays[key], value, rtol=1e-3, atol=1e-3, err_msg=key)
+
+
+def log_of(folder: Path, index: int) -> str:
+    return (folder / f"worker{index}.log").read_text()
+
+
+def test_a_two_worker_run_trains_what_one_worker_with_two_replicas_trains(demo_data, straight, tmp_path):
+    run = tmp_path / "group"
+    codes = wait_all(train_group(demo_data, run, tmp_path, EPOCHS), tmp_path)
+    assert codes == [0, 0], [log_of(tmp_path, i)[-3000:] for i in range(2)]
+    assert_same_run(run, straight)
+    # Only the chief wrote the run: every file a one-process run writes, once; the other
+    # worker's scratch folder is gone.
+    assert run_files(run) == run_files(straight)
+    assert not list((tmp_path / "tmp").glob("covidct-worker*"))
+
+
+@pytest.mark.parametrize("signum, codes", [(signal.SIGKILL, [1, -9]), (signal.SIGTERM, [143, 143])])
+def test_a_group_that_lost_or_stopped_a_worker_resumes_to_the_same_weights(
+        demo_data, straight, tmp_path, signum, codes):
+    # SIGKILL (a node reclaimed): the chief's next collective fails or times out, it exits 1
+    # (retryable). SIGTERM to one worker (a preempted pod): the group stops at the same step,
+    # the chief saves, both exit 143. Either way the same command resumes the group.
+    run = tmp_path / "group"
+    group = train_group(demo_data, run, tmp_path, EPOCHS, 2, "collective_timeout_seconds=30")
+    deadline = time.monotonic() + 300
+    while run_layout.read_listing(str(run)).latest is None:
+        assert all(p.poll() is None for p in group), [log_of(tmp_path, i)[-2000:] for i in range(2)]
+        assert time.monotonic() < deadline, log_of(tmp_path, 0)[-2000:]
+        time.sleep(0.1)
+    group[1].send_signal(signum)
+    assert wait_all(group, tmp_path, seconds=120) == codes, [log_of(tmp_path, i)[-2000:] for i in range(2)]
+    chief = log_of(tmp_path, 0)
+    assert "Traceback" not in chief
+    if signum == signal.SIGKILL:
+        assert "a worker of the group stopped answering" in chief
+    else:
+        assert "SIGTERM" in chief and "SIGTERM" in log_of(tmp_path, 1)
+    assert run_layout.read_listing(str(run)).latest.epoch < EPOCHS
+
+    codes = wait_all(train_group(demo_data, run, tmp_path, EPOCHS), tmp_path)
+    assert codes == [0, 0], [log_of(tmp_path, i)[-3000:] for i in range(2)]
+    assert "resumed from" in log_of(tmp_path, 0)
+    assert_same_run(run, straight)
