@@ -25,7 +25,7 @@ from importlib.metadata import entry_points
 from job import config as cfg
 from job import config_help
 from job.deadline import exit_abandoning
-from job.errors import Preempted, UserError
+from job.errors import Preempted, UsageError, UserError
 
 
 def _positive_int(text: str) -> int:
@@ -55,11 +55,15 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
                         help="override one config field (repeatable)")
     parser.add_argument("--cpu-replicas", type=int, default=None,
                         help="split the CPU into N logical devices (CPU-only machines)")
+    parser.add_argument("--num-workers", type=int, default=None,
+                        help="train as N Ray Train workers, one per node (num_workers; on the Ray "
+                             "cluster RAY_ADDRESS names, or a local one)")
 
 
 def config_from_args(args: argparse.Namespace, **extra) -> cfg.TrainConfig:
     """Preset -> file -> --set -> explicit flags: the one way a command builds its config."""
-    flags = {"cpu_replicas": getattr(args, "cpu_replicas", None), **extra}
+    flags = {"cpu_replicas": getattr(args, "cpu_replicas", None),
+             "num_workers": getattr(args, "num_workers", None), **extra}
     return cfg.resolve(args.preset, args.config_file, args.sets, flags)
 
 
@@ -75,6 +79,10 @@ def _train(args: argparse.Namespace) -> int:
             print(f"# {line}")
         print("# nothing was built (--dry-run)")
         return 0
+    if config.num_workers > 1 and not os.environ.get("TF_CONFIG"):
+        # This process launches the workers (Ray Train writes their TF_CONFIG); `job` never
+        # imports Ray: the launcher is a plugin of the `tune` package.
+        return _plugin("covidct.launchers", "ray-train")(config, args.takeover)
     from job.training.devices import configure_cpu_replicas
 
     configure_cpu_replicas(config.cpu_replicas)
@@ -82,6 +90,14 @@ def _train(args: argparse.Namespace) -> int:
 
     fit(config, takeover=args.takeover)
     return 0
+
+
+def _plugin(group: str, name: str):
+    """The entry point `name` of `group` (pyproject.toml), loaded; exit 2 when not installed."""
+    found = [ep for ep in entry_points(group=group) if ep.name == name]
+    if not found:
+        raise UsageError(f"{group} '{name}' is not installed: pip install -e . in the project")
+    return found[0].load()
 
 
 def _prepare(args: argparse.Namespace) -> int:

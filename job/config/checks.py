@@ -124,6 +124,9 @@ def _check_fields(config: TrainConfig) -> None:
         raise ConfigError("cpu_replicas", f"must be >= 0, got {c.cpu_replicas}")
     if c.num_workers < 1:
         raise ConfigError("num_workers", f"must be >= 1, got {c.num_workers}")
+    if c.gpus_per_worker < 0 or c.cpus_per_worker < 1:
+        name = "gpus_per_worker" if c.gpus_per_worker < 0 else "cpus_per_worker"
+        raise ConfigError(name, f"must be >= {0 if name == 'gpus_per_worker' else 1}, got {getattr(c, name)}")
     if c.num_workers > 1 and c.cpu_replicas > 1:
         # MultiWorkerMirroredStrategy mirrors over a worker's GPUs or its first CPU only.
         raise ConfigError("cpu_replicas", f"a run of {c.num_workers} workers has one CPU replica "

@@ -86,6 +86,8 @@ class TrainConfig:
     # Training processes, one per node, each with its own GPUs (or one CPU replica): >1 trains
     # under MultiWorkerMirroredStrategy, every process told its place by TF_CONFIG.
     num_workers: int = 1
+    gpus_per_worker: int = 0  # GPUs each worker asks Ray Train for (0: CPU, one replica per worker)
+    cpus_per_worker: int = 1  # CPUs each worker asks Ray Train for (its input pipeline runs on them)
     # A collective (the gradients' all-reduce) that waits longer than this for a lost worker ends
     # the run with exit 1 (retryable) instead of hanging; it must outlast the first step's tracing.
     collective_timeout_seconds: float = 600.0
@@ -160,7 +162,8 @@ RESUMABLE_FIELDS = frozenset({
     "metric_num_images", "inception_weights", "storage_retry_seconds", "cpu_replicas", "xla",
     "deterministic", "allow_synthetic_data", "g_lr", "d_lr", "adam_beta_1", "adam_beta_2",
     "augment", "r1_gamma", "global_batch_size", "ema_kimg", "ema_rampup", "loss",
-    "lease_seconds", "lease_wait_seconds", "num_workers", "collective_timeout_seconds",
+    "lease_seconds", "lease_wait_seconds", "num_workers", "gpus_per_worker", "cpus_per_worker",
+    "collective_timeout_seconds",
 })
 
 

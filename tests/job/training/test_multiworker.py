@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -135,3 +136,18 @@ def test_a_group_that_lost_or_stopped_a_worker_resumes_to_the_same_weights(
     assert codes == [0, 0], [log_of(tmp_path, i)[-3000:] for i in range(2)]
     assert "resumed from" in log_of(tmp_path, 0)
     assert_same_run(run, straight)
+
+
+def test_covidct_train_num_workers_trains_the_group_with_ray_train(demo_data, straight, tmp_path):
+    # `covidct train --num-workers 2` starts a local Ray instance (RAY_ADDRESS=local: never the
+    # tune tests' cluster), whose TensorflowTrainer starts the two workers and their TF_CONFIG.
+    run = tmp_path / "ray-group"
+    ray_tmp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit 107 bytes
+    env = {**os.environ, "RAY_ADDRESS": "local", "TF_CPP_MIN_LOG_LEVEL": "3", "RAY_TMPDIR": ray_tmp}
+    env.pop("TF_CONFIG", None)
+    done = subprocess.run([sys.executable, "-m", "job", *train_args(demo_data, run, EPOCHS),
+                           "--num-workers", "2"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert_same_run(run, straight)
+    assert run_files(run) == run_files(straight)

@@ -1,0 +1,82 @@
+"""`covidct train --num-workers N`: one run as N Ray Train workers (one per node, each with its
+GPUs), the job's own `fit` in each under MultiWorkerMirroredStrategy.
+
+    ray job submit --address http://HEAD:8265 -- covidct train --preset seed336x504 \\
+        --num-workers 4 --set gpus_per_worker=1 --run gs://BUCKET/runs/long
+
+Ray Train's TensorflowTrainer starts the workers and writes each one's TF_CONFIG; `job.training.
+group` does the rest (one writer, the chief's state, agreed stops). A worker lost mid-run ends the
+group's step (its collectives fail or time out); Ray Train restarts the whole group, up to
+MAX_FAILURES times, and every restart resumes from the run's newest complete checkpoint, since
+the run's own checkpoints (not Ray's) are what `fit` resumes from. Exit codes keep the contract:
+the workers' own `UserError` code when they agree on one, else 1 (retryable).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+
+from job.config import TrainConfig, override
+from job.errors import UserError
+
+# Group restarts after a lost worker before the run gives up with exit 1 (a spot node reclaimed
+# mid-run is one; a run that keeps losing workers has a cluster problem to look at).
+MAX_FAILURES = 5
+
+
+def train_group(config: TrainConfig, takeover: bool = False) -> int:
+    """Train `config` as `config.num_workers` Ray Train workers on the Ray cluster that
+    RAY_ADDRESS names (a local one without it); returns 0, or raises the workers' `UserError`.
+
+    Each worker asks for `config.gpus_per_worker` GPUs (CPU: one replica per worker) and
+    `config.cpus_per_worker` CPUs.
+
+    Raises:
+        UserError: a worker's own (its exit code), or exit 1 once Ray Train gave up.
+    """
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.tensorflow import TensorflowTrainer
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True)
+    gpus = config.gpus_per_worker
+    trainer = TensorflowTrainer(
+        worker_loop,
+        train_loop_config={"config": config.to_dict(), "takeover": takeover},
+        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=gpus > 0,
+                                     resources_per_worker={"CPU": config.cpus_per_worker,
+                                                           **({"GPU": gpus} if gpus else {})}),
+        # Ray Train keeps only its own bookkeeping here: the run's checkpoints are the job's.
+        run_config=RunConfig(name=config.name, storage_path=tempfile.mkdtemp(prefix="covidct-ray-train-"),
+                             failure_config=FailureConfig(max_failures=MAX_FAILURES)),
+    )
+    try:
+        trainer.fit()
+    except Exception as error:  # Ray's TrainingFailedError: the workers' exceptions inside
+        raise group_error(error) from None
+    return 0
+
+
+def worker_loop(params: dict) -> None:
+    """One Ray Train worker: the job's `fit` on the config it was handed (TF_CONFIG is set)."""
+    # Ray Train asks TensorFlow for the legacy tf.keras (Keras 2); the job's models are Keras 3.
+    os.environ.pop("TF_USE_LEGACY_KERAS", None)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the job's progress lines
+    from job.training.loop import fit
+
+    fit(override(TrainConfig(), params["config"]), takeover=params["takeover"])
+
+
+def group_error(error: Exception) -> UserError:
+    """The `UserError` to exit with for a failed Ray Train run: the workers' own when they all
+    raised one with the same exit code, else exit 1 naming the first failure."""
+    failures = list(getattr(error, "worker_failures", {}).values())
+    causes = [getattr(f, "cause", f) for f in failures]  # Ray wraps each worker's exception
+    own = [c for c in causes if isinstance(c, UserError)]
+    if own and len(own) == len(causes) and len({c.exit_code for c in own}) == 1:
+        return own[0]
+    first = " ".join(str(causes[0] if causes else error).split())[:500]
+    return UserError(f"the worker group failed {MAX_FAILURES + 1} times: {first}")
