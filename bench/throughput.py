@@ -133,7 +133,7 @@ def measure(setting: str, quick: bool, rounds: int, checkpoint: bool = False) ->
             runner = runners.job_runner(name, variant_config, images, strategy)
         runner.run(1)  # traces
         warm_seconds[name] = time.perf_counter() - t0
-        steps = calibrate(runner.run, 0.2 if quick else 1.0)
+        steps = calibrate(runner.run, 0.05 if quick else 1.0)
         print(f"{name}: first call {warm_seconds[name]:.1f} s, {steps} step(s) per round, "
               f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
         built.append(runner)
@@ -141,7 +141,7 @@ def measure(setting: str, quick: bool, rounds: int, checkpoint: bool = False) ->
     peak_runs, peak_flops = hardware.peak_contenders(quick)
     for name, run in peak_runs.items():
         run(1)  # traces
-        contenders.append((name, run, calibrate(run, 0.2 if quick else 1.0)))
+        contenders.append((name, run, calibrate(run, 0.05 if quick else 1.0)))
     t0 = time.perf_counter()
     samples = interleaved(contenders, rounds)
     print(f"{rounds} rounds: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)

@@ -43,6 +43,9 @@ def sample28(tmp_path_factory):
     return str(folder)
 
 
+# Modules outside tests/tune that start Ray (or a worker group of their own) share its worker.
+RAY_MODULES = ("tests/job/training/test_multiworker.py",)
+
 # The longest groups, longest first (seconds of the fresh clone's suite on 2 cores, 2026-12-07):
 # started last, one of them would leave the other worker idle at the end (longest job first).
 LONGEST_GROUPS = (
@@ -51,9 +54,9 @@ LONGEST_GROUPS = (
     # first test and after test_preemption): an order dependency not yet found (issue 23).
     "tests/job/training/test_conditional.py",
     "tests/job/test_preemption.py",  # ~600: SIGTERM at chosen instants, each a resumed subprocess
-    "ray",  # ~550: tests/tune's autoscaling clusters, sweeps and PBT under `ray job submit`
+    "ray",  # ~750: tests/tune's autoscaling clusters, sweeps, PBT; the Ray Train worker groups
     "tests/bench/test_bench.py",  # ~400: the quick bench, end to end
-    "tests/job/training/test_train.py",  # ~350
+    "tests/job/training/test_train.py",  # ~250
 )
 
 
@@ -61,11 +64,11 @@ def pytest_collection_modifyitems(config, items):
     """Groups for pytest-xdist's `--dist loadgroup` (`make test`): each test module runs whole in
     one worker, so a module fixture (a trained run, a Ray cluster) is built once; tests/tune's
     modules share one worker, as two autoscaling Ray clusters at once would starve each other's
-    trials on a 2-core machine. `LONGEST_GROUPS` go first. Without xdist the marks change
+    trials on a 2-core machine (`RAY_MODULES` join them). `LONGEST_GROUPS` go first. Without xdist the marks change
     nothing and only the order moves."""
     def group(item) -> str:
         module = item.nodeid.split("::")[0]
-        return "ray" if module.startswith("tests/tune/") else module
+        return "ray" if module.startswith("tests/tune/") or module in RAY_MODULES else module
 
     rank = {name: i for i, name in enumerate(LONGEST_GROUPS)}
     for item in items:

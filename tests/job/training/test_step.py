@@ -47,8 +47,8 @@ def test_xla_step_computes_the_same_losses_and_trains(replicas):
 
 
 def test_auto_xla_compiles_unless_replicas_must_share_batch_norm():
-    auto = C.resolve("smoke")
-    assert auto.xla == "auto"
+    auto = C.resolve("smoke", sets=["xla=auto"])
+    assert auto.xla == "auto" and C.TrainConfig().xla == "auto"
     assert use_xla(auto, 1) and not use_xla(auto, 2)
     assert use_xla(C.override(auto, {"norm": "none"}), 2)
     assert use_xla(C.override(auto, {"xla": "on"}), 2)
