@@ -18,6 +18,7 @@ import logging
 import os
 import tempfile
 
+from job import storage
 from job.config import TrainConfig, override
 from job.errors import UserError
 
@@ -34,12 +35,25 @@ def train_group(config: TrainConfig, takeover: bool = False) -> int:
     `config.cpus_per_worker` CPUs.
 
     Raises:
-        UserError: a worker's own (its exit code), or exit 1 once Ray Train gave up.
+        ConfigError (exit 2): the dataset is not prepared (checked before any worker starts).
+        StorageError (exit 1): the run URI cannot be reached.
+        UserError: a worker's own (its exit code), or exit 1 once Ray Train gave up. A worker's
+            exit-2 error (a changed run identity, a divergence) is retried like any other:
+            Ray Train cannot tell them apart.
     """
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
 
+    from job.training import data
+
+    # Ray workers run in their own folders: a local path means the same place there only when
+    # absolute.
+    config = override(config, {"data_dir": storage.absolute(config.data_dir),
+                               "run_uri": storage.absolute(config.resolved_run_uri)})
+    # What would fail on every worker fails here, once: Ray Train retries any worker's error.
+    storage.check_reachable(config.run_uri)
+    data.describe(config)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True)
     gpus = config.gpus_per_worker
@@ -64,8 +78,11 @@ def worker_loop(params: dict) -> None:
     """One Ray Train worker: the job's `fit` on the config it was handed (TF_CONFIG is set)."""
     # Ray Train asks TensorFlow for the legacy tf.keras (Keras 2); the job's models are Keras 3.
     os.environ.pop("TF_USE_LEGACY_KERAS", None)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the job's progress lines
     from job.training.loop import fit
+    from job.training.strategy import role
+
+    # The chief's progress lines only: the others train the same epochs into scratch folders.
+    logging.basicConfig(level=logging.INFO if role().is_chief else logging.WARNING, format="%(message)s")
 
     fit(override(TrainConfig(), params["config"]), takeover=params["takeover"])
 
