@@ -316,10 +316,16 @@ def job_command_lines() -> list[tuple[str, list[str]]]:
     return out
 
 
+def ray_job(component: str) -> dict:
+    """The one RayJob of `component` (its app.kubernetes.io/component label: sweep, long-run)."""
+    (job,) = [j for j in only("RayJob") if j["metadata"]["labels"]["app.kubernetes.io/component"] == component]
+    return job
+
+
 def tune_command_lines() -> list[tuple[str, list[str]]]:
-    """(RayJob, the arguments after `python -m tune`) of every RayJob entrypoint."""
+    """(RayJob, the arguments after `python -m tune`) of every sweep RayJob's entrypoint."""
     out = []
-    for job in only("RayJob"):
+    for job in [ray_job("sweep")]:
         argv = shlex.split(job["spec"]["entrypoint"])
         assert argv[:3] == ["python", "-m", "tune"], f"RayJob entrypoint is not python -m tune: {argv}"
         out.append((f"RayJob/{job['metadata']['name']}", argv[3:]))

@@ -13,7 +13,7 @@ import yaml
 
 from tests.k8s.manifests import (ROOT, containers, dockerfile, dockerfile_env, load_documents,
                                   only, pod_specs, policy_violations, preemption_violations,
-                                  ray_cluster_pods, sweep_arguments)
+                                  parse, ray_cluster_pods, ray_job, run_config, sweep_arguments)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,8 +120,9 @@ def test_one_image_one_bucket_one_identity():
 def test_ray_pods_are_placed_like_the_job():
     (job,) = only("Job")
     (cluster,) = only("RayCluster")
-    (ray_job,) = only("RayJob")
-    assert ray_job["spec"]["rayClusterSpec"] == cluster["spec"], "the RayJob's cluster drifted from raycluster.yaml"
+    for sweep_or_run in only("RayJob"):
+        assert sweep_or_run["spec"]["rayClusterSpec"] == cluster["spec"], \
+            f"RayJob {sweep_or_run['metadata']['name']}'s cluster drifted from raycluster.yaml"
     job_pod = _pod(job)
     for group in cluster["spec"]["workerGroupSpecs"]:
         pod = group["template"]["spec"]
@@ -259,8 +260,7 @@ def rayjob_violations(job: dict) -> list[str]:
 def test_the_sweep_cluster_works_on_a_new_gke_project():
     (cluster,) = only("RayCluster")
     assert sweep_cluster_violations(cluster["spec"], "RayCluster", None, readme_pools()) == []
-    (job,) = only("RayJob")
-    assert rayjob_violations(job) == []
+    assert rayjob_violations(ray_job("sweep")) == []
 
 
 def _entrypoint_without(job: dict, flag: str, values: int = 1) -> None:
@@ -284,10 +284,67 @@ RAYJOB_BREAKAGES = {
 
 @pytest.mark.parametrize("breakage", sorted(RAYJOB_BREAKAGES))
 def test_rayjob_checker_catches(breakage):
-    (job,) = only("RayJob")
-    broken = copy.deepcopy(job)
+    broken = copy.deepcopy(ray_job("sweep"))
     RAYJOB_BREAKAGES[breakage](broken)
     assert rayjob_violations(broken), f"{breakage} went unnoticed"
+
+
+def long_run_violations(job: dict) -> list[str]:
+    """How the N-node long run's RayJob would not start, not resume, or not fill its nodes."""
+    from job.cli import config_from_args
+
+    where, spec = f"RayJob/{job['metadata']['name']}", job["spec"]
+    bad = []
+    if spec.get("backoffLimit", 0) < 1:
+        bad.append(f"{where}: backoffLimit {spec.get('backoffLimit', 0)}: one head eviction ends the run")
+    argv = shlex.split(spec["entrypoint"])
+    if argv[:2] != ["covidct", "train"]:
+        return bad + [f"{where}: the entrypoint is not covidct train: {argv[:3]}"]
+    args = parse(argv[1:], where)
+    config = config_from_args(args, run_uri=args.run)
+    data = run_config()
+    if not (args.run or "").startswith("gs://"):
+        bad.append(f"{where}: no gs:// --run: a retry on a new cluster could not resume the run")
+    if (config.data_dir, config.dataset_config) != (data["DATA_DIR"], data["DATASET_CONFIG"]):
+        bad.append(f"{where}: not the dataset the training Job prepared")
+    (group,) = spec["rayClusterSpec"]["workerGroupSpecs"]
+    (worker,) = group["template"]["spec"]["containers"]
+    gpus = int(worker["resources"]["limits"].get("nvidia.com/gpu", 0))
+    if config.gpus_per_worker != gpus:
+        bad.append(f"{where}: gpus_per_worker={config.gpus_per_worker}, a worker node has {gpus}")
+    if config.cpus_per_worker > quantity(worker["resources"]["requests"]["cpu"]):
+        bad.append(f"{where}: cpus_per_worker={config.cpus_per_worker} does not fit a worker pod")
+    if config.num_workers != group["maxReplicas"]:
+        bad.append(f"{where}: --num-workers {config.num_workers} is not the gpu group's "
+                   f"{group['maxReplicas']} nodes (fewer leaves nodes idle, more never starts)")
+    return bad
+
+
+def test_the_long_run_rayjob_fills_the_gpu_group_and_resumes():
+    assert long_run_violations(ray_job("long-run")) == []
+
+
+def _set_entrypoint(job: dict, old: str, new: str) -> None:
+    assert old in job["spec"]["entrypoint"]
+    job["spec"]["entrypoint"] = job["spec"]["entrypoint"].replace(old, new)
+
+
+LONG_RUN_BREAKAGES = {
+    "no retries": lambda j: j["spec"].pop("backoffLimit"),
+    "more workers than nodes": lambda j: _set_entrypoint(j, "--num-workers 4", "--num-workers 5"),
+    "two GPUs per worker": lambda j: _set_entrypoint(j, "gpus_per_worker=1", "gpus_per_worker=2"),
+    "too many CPUs": lambda j: _set_entrypoint(j, "cpus_per_worker=6", "cpus_per_worker=8"),
+    "a local run": lambda j: _set_entrypoint(j, "--run gs://BUCKET_NAME/runs/", "--run runs/"),
+    "another dataset": lambda j: _set_entrypoint(j, "--preset seed336x504", "--preset default"),
+    "a sweep": lambda j: _set_entrypoint(j, "covidct train", "python -m tune"),
+}
+
+
+@pytest.mark.parametrize("breakage", sorted(LONG_RUN_BREAKAGES))
+def test_long_run_checker_catches(breakage):
+    broken = copy.deepcopy(ray_job("long-run"))
+    LONG_RUN_BREAKAGES[breakage](broken)
+    assert long_run_violations(broken), f"{breakage} went unnoticed"
 
 
 def test_gke_allocatable_follows_the_documented_reservations():

@@ -24,13 +24,13 @@ from tests.k8s.manifests import (CRD_FILES, KUBERNETES_VERSION, SCHEMAS_VARIABLE
 def test_every_document_parses_and_names_itself():
     documents = load_documents()
     assert {p for p, _ in documents} >= {"k8s/02-job.yaml", "k8s/ray/raycluster.yaml",
-                                          "k8s/ray/rayjob/sweep.yaml"}
+                                          "k8s/ray/rayjob/sweep.yaml", "k8s/ray/rayjob/long-run.yaml"}
     for path, doc in documents:
         assert isinstance(doc, dict), f"{path}: a document is not a mapping"
         assert doc.get("apiVersion") and doc.get("kind"), f"{path}: apiVersion or kind missing"
         assert doc.get("metadata", {}).get("name"), f"{path}: {doc['kind']} has no name"
     kinds = sorted(doc["kind"] for _, doc in documents)
-    assert kinds == ["ConfigMap", "Job", "RayCluster", "RayJob", "ServiceAccount", "ServiceAccount"]
+    assert kinds == ["ConfigMap", "Job", "RayCluster", "RayJob", "RayJob", "ServiceAccount", "ServiceAccount"]
 
 
 def core_documents():
