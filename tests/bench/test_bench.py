@@ -174,3 +174,17 @@ def test_quick_rows_carry_no_verdict():
     quiet = without_verdict(missed)
     assert missed.met is False and quiet.target is None and quiet.met is None
     assert quiet.ratio == missed.ratio and "MISSED" not in table([quiet])
+
+
+def test_the_workers_rows_price_the_group_and_project_the_all_reduce():
+    from bench.workers import LONG_RUN, gradient_bytes, ring_allreduce_seconds, rows
+
+    assert math.isclose(ring_allreduce_seconds(10**9, 4, 16.0), 0.75)  # 2 x 3/4 x 8 Gbit / 16 Gbit/s
+    assert ring_allreduce_seconds(10**9, 1) == 0  # one node sends nothing
+    out = {r.name: r for r in rows(10.0, 8.0)}
+    (group,) = [r for name, r in out.items() if "vs 1 worker x 2" in name]
+    assert math.isclose(group.ratio, 0.8) and group.better == "higher"
+    projected = [r.value for name, r in out.items() if "projected" in name]
+    assert len(projected) == 3 and projected == sorted(projected)  # more nodes, more per node
+    assert math.isclose(projected[-1], 1000 * ring_allreduce_seconds(gradient_bytes(LONG_RUN), 8))
+    assert gradient_bytes(LONG_RUN) > gradient_bytes()  # 336x504 models are the larger
