@@ -8,13 +8,11 @@ The writer holds a lease: the object `<place>/LEASE` (the name is `job.run.LEASE
 process takes it only when it is absent, when its expiry has passed (a writer killed without a
 release), or when told to (`--takeover`: a human who knows the old writer is dead).
 
-- In a bucket every change is conditional on the object's generation (`if_generation_match`:
-  0 to create, the generation read to renew, take over or release), so two takers cannot both
-  win. The GCS emulator the tests use ignores these preconditions: every change is also read
-  back, and a renewal first checks that the owner is still this process, so a lost lease is
-  noticed at the next renewal at the latest.
-- Locally the lease is created with O_EXCL, and every read-check-write runs under an `flock` of
-  a lock file beside it (`.LEASE.lock`).
+- In a bucket every change is conditional on the object's generation, so two takers cannot both
+  win; locally the lease file is created with O_EXCL and changed under an flock
+  (`job.storage.lease_records`). The GCS emulator the tests use ignores the preconditions: every
+  change is also read back, and a renewal first checks that the owner is still this process, so
+  a lost lease is noticed at the next renewal at the latest.
 
 Expiry is wall-clock time (seconds since the epoch): writers on different machines need clocks
 within a few seconds of each other (NTP, as on GKE nodes). The holder that cannot renew for a
@@ -24,9 +22,7 @@ whole term (a storage outage), or finds another owner, has lost the lease: `chec
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import fcntl
 import json
 import logging
 import os
@@ -34,18 +30,15 @@ import socket
 import threading
 import time
 import uuid
-from pathlib import Path
-
-from google.api_core import exceptions as api_exceptions
 
 from job.errors import UserError
-from job.storage.buckets import StorageError, blob, client, errors, retry, split, timeout
-from job.storage.files import is_remote, join, local_path, write_local
+from job.storage.buckets import StorageError
+from job.storage.files import is_remote, join
+from job.storage.lease_records import BucketRecord, LocalRecord
 
 log = logging.getLogger("covidct")
 POLL_SECONDS = 1.0  # a waiting writer reads the lease this often
 RELEASE_SECONDS = 3.0  # the most a release may take (then the lease expires on its own)
-LOCK_SECONDS = 5.0  # the local lock is held for microseconds; longer means a stopped process
 
 
 class LeaseHeld(UserError):
@@ -81,7 +74,7 @@ class Lease:
         self.uri = join(place, name)
         self.seconds = seconds
         self.owner = owner or new_owner()
-        self._store = _BucketLease(self.uri) if is_remote(place) else _LocalLease(self.uri)
+        self._store = BucketRecord(self.uri) if is_remote(place) else LocalRecord(self.uri)
         self._lost: str | None = None
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
@@ -191,116 +184,3 @@ class Lease:
                     self._lost = f"{self.uri}: could not renew this writer's lease for " \
                                  f"{self.seconds:.0f} s ({error}); another writer may hold it now"
                     return
-
-
-def _parse(data: bytes) -> dict:
-    try:
-        return json.loads(data or b"{}")
-    except json.JSONDecodeError:  # cut off by a crash mid-write: nobody holds it
-        return {"owner": "an unreadable lease", "expires": 0}
-
-
-def _try_lock(handle) -> bool:
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-
-
-class _LocalLease:
-    """A lease file: created with O_EXCL, changed under an flock of `.LEASE.lock`."""
-
-    def __init__(self, uri: str):
-        self.path = local_path(uri)
-
-    @contextlib.contextmanager
-    def guard(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = self.path.with_name(f".{self.path.name}.lock")
-        with errors(str(lock), "lock"), open(lock, "a") as handle:
-            until = time.monotonic() + LOCK_SECONDS  # a holder paused mid-change must not hang us
-            while not _try_lock(handle):
-                if time.monotonic() > until:
-                    raise StorageError(f"{lock} stayed locked by another process for {LOCK_SECONDS:.0f} s")
-                time.sleep(0.05)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def read(self) -> tuple[dict | None, None]:
-        try:
-            return _parse(self.path.read_bytes()), None
-        except FileNotFoundError:
-            return None, None
-
-    def create(self, data: bytes) -> bool | None:
-        with errors(str(self.path), "create"):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                return None
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-        return True
-
-    def replace(self, data: bytes, generation) -> bool:
-        with errors(str(self.path), "write"):
-            write_local(Path(self.path), lambda out: out.write(data))
-        return True
-
-    def delete_if(self, owner: str) -> None:
-        with self.guard():
-            current, _ = self.read()
-            if current is not None and current.get("owner") == owner:
-                self.path.unlink(missing_ok=True)
-
-
-class _BucketLease:
-    """A lease object changed only on its generation (GCS preconditions)."""
-
-    def __init__(self, uri: str):
-        self.uri = uri
-
-    @contextlib.contextmanager
-    def guard(self):
-        yield  # the preconditions are the guard
-
-    def read(self) -> tuple[dict | None, int | None]:
-        with errors(self.uri, "read"):
-            bucket, key = split(self.uri)
-            found = client().bucket(bucket).get_blob(key, timeout=timeout(), retry=retry())
-            if found is None:
-                return None, None
-            try:
-                data = found.download_as_bytes(if_generation_match=found.generation,
-                                               timeout=timeout(), retry=retry())
-            except (api_exceptions.NotFound, api_exceptions.PreconditionFailed):
-                return self.read()  # changed between the two calls: read the new one
-        return _parse(data), found.generation
-
-    def create(self, data: bytes) -> bool | None:
-        return self._upload(data, 0)
-
-    def replace(self, data: bytes, generation: int | None) -> bool | None:
-        return self._upload(data, generation if generation is not None else 0)
-
-    def _upload(self, data: bytes, generation: int) -> bool | None:
-        with errors(self.uri, "write"):
-            try:
-                blob(self.uri).upload_from_string(data, if_generation_match=generation,
-                                                  timeout=timeout(), retry=retry())
-            except api_exceptions.PreconditionFailed:
-                return None
-        return True
-
-    def delete_if(self, owner: str) -> None:
-        current, now = self.read()
-        if current is None or current.get("owner") != owner:
-            return
-        with errors(self.uri, "delete"):
-            try:
-                blob(self.uri).delete(if_generation_match=now, timeout=timeout(), retry=retry())
-            except (api_exceptions.NotFound, api_exceptions.PreconditionFailed):
-                pass  # gone or changed hands: not ours to delete any more
