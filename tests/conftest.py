@@ -49,9 +49,9 @@ RAY_MODULES = ("tests/job/training/test_multiworker.py",)
 # The longest groups, longest first (seconds of the fresh clone's suite on 2 cores, 2026-12-07):
 # started last, one of them would leave the other worker idle at the end (longest job first).
 LONGEST_GROUPS = (
-    # ~400. First, so it starts a fresh worker: its 1-vs-2-replica step test failed once after
-    # other modules in the same worker (g_loss 0.763 vs 0.429; it passes alone, after its module's
-    # first test and after test_preemption): an order dependency not yet found (issue 23).
+    # ~400. Its 1-vs-2-replica step test once failed after other modules in the same worker: a
+    # thread they left behind drew from Python's `random`, which seeded Keras' initializers
+    # (fixed: job.training.models.layers.weight_seed; test_step.py holds it).
     "tests/job/training/test_conditional.py",
     "tests/job/test_preemption.py",  # ~600: SIGTERM at chosen instants, each a resumed subprocess
     "ray",  # ~750: tests/tune's autoscaling clusters, sweeps, PBT; the Ray Train worker groups

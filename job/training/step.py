@@ -10,6 +10,7 @@ precision an overflow on any replica skips the update on all of them (`finite_on
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import keras
 import tensorflow as tf
@@ -95,11 +96,12 @@ def build_state(config: TrainConfig, strategy: tf.distribute.Strategy) -> GanSta
     Batch norm is synchronised unless the step compiles with XLA (`use_xla`).
     """
     sync = not use_xla(config, strategy.num_replicas_in_sync)
+    weight_seeds = random.Random(config.seed)  # one stream for G, D and the EMA, in this order
     with strategy.scope():
         keras.utils.set_random_seed(config.seed)
-        generator = build_generator(config, sync_batch_norm=sync)
-        discriminator = build_discriminator(config, sync_batch_norm=sync)
-        ema = build_generator(config, name="ema_generator", sync_batch_norm=sync)
+        generator = build_generator(config, sync_batch_norm=sync, weight_seeds=weight_seeds)
+        discriminator = build_discriminator(config, sync_batch_norm=sync, weight_seeds=weight_seeds)
+        ema = build_generator(config, name="ema_generator", sync_batch_norm=sync, weight_seeds=weight_seeds)
         ema.set_weights(generator.get_weights())
         g_opt, d_opt = _optimizer(config, config.g_lr), _optimizer(config, config.d_lr)
         g_opt.build(generator.trainable_variables)

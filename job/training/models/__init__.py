@@ -17,6 +17,7 @@ plans stay free of it.
 from __future__ import annotations
 
 import importlib
+import random
 from types import ModuleType
 
 from job.config import TrainConfig
@@ -35,13 +36,16 @@ def discriminator_plan(config: TrainConfig) -> list:
     return architecture(config).discriminator_plan(config)
 
 
-def build_generator(config: TrainConfig, name: str = "generator", *, sync_batch_norm: bool = False):
-    return architecture(config).build_generator(config, name, sync_batch_norm=sync_batch_norm)
+def build_generator(config: TrainConfig, name: str = "generator", *, sync_batch_norm: bool = False,
+                    weight_seeds: random.Random | None = None):
+    return architecture(config).build_generator(config, name, sync_batch_norm=sync_batch_norm,
+                                                weight_seeds=weight_seeds)
 
 
 def build_discriminator(config: TrainConfig, name: str = "discriminator", *,
-                        sync_batch_norm: bool = False):
-    return architecture(config).build_discriminator(config, name, sync_batch_norm=sync_batch_norm)
+                        sync_batch_norm: bool = False, weight_seeds: random.Random | None = None):
+    return architecture(config).build_discriminator(config, name, sync_batch_norm=sync_batch_norm,
+                                                    weight_seeds=weight_seeds)
 
 
 def generator_inputs(config: TrainConfig, z, labels):

@@ -30,6 +30,7 @@ together. Call them through `job.training.models.generator_inputs` / `discrimina
 from __future__ import annotations
 
 import math
+import random
 from typing import TYPE_CHECKING
 
 from job.config import TrainConfig
@@ -89,44 +90,53 @@ def discriminator_plan(config: TrainConfig) -> list[Layer]:
 
 
 def build_generator(
-    config: TrainConfig, name: str = "generator", *, sync_batch_norm: bool = False
+    config: TrainConfig, name: str = "generator", *, sync_batch_norm: bool = False,
+    weight_seeds: random.Random | None = None,
 ) -> "keras.Model":
-    """Latent vector (latent_dim,) [and class index ()] -> image (H, W, 1) in [-1, 1]."""
+    """Latent vector (latent_dim,) [and class index ()] -> image (H, W, 1) in [-1, 1].
+
+    `weight_seeds` seeds the initial weights (`layers.weight_seed`; default: `config.seed`'s)."""
     import keras
 
     from job.training.models import layers
 
+    weight_seeds = weight_seeds or random.Random(config.seed)
     z = keras.Input((config.latent_dim,), name="z")
     h = z
     if config.conditional:
         label = keras.Input((), dtype="int32", name="label")
-        h = keras.layers.Add()([z, keras.layers.Embedding(layers.NUM_CLASSES, config.latent_dim,
-                                                          name="class_embedding")(label)])
-    x = layers.apply_plan(h, generator_plan(config), config, sync_batch_norm, dropout=0.0)
+        h = keras.layers.Add()([z, layers.embedding(layers.NUM_CLASSES, config.latent_dim, weight_seeds,
+                                                    "class_embedding")(label)])
+    x = layers.apply_plan(h, generator_plan(config), config, sync_batch_norm, 0.0, weight_seeds)
     image = keras.layers.Activation("tanh", dtype="float32", name="image")(x)
     return keras.Model([z, label] if config.conditional else z, image, name=name)
 
 
 def build_discriminator(
-    config: TrainConfig, name: str = "discriminator", *, sync_batch_norm: bool = False
+    config: TrainConfig, name: str = "discriminator", *, sync_batch_norm: bool = False,
+    weight_seeds: random.Random | None = None,
 ) -> "keras.Model":
-    """Image (H, W, 1) [and class index ()] -> one real/fake logit per image (float32)."""
+    """Image (H, W, 1) [and class index ()] -> one real/fake logit per image (float32).
+
+    `weight_seeds` seeds the initial weights (`layers.weight_seed`; default: `config.seed`'s)."""
     import keras
 
     from job.training.models import layers
 
+    weight_seeds = weight_seeds or random.Random(config.seed)
     image = keras.Input((config.height, config.width, 1), name="image")
     seeds = keras.Input((2,), dtype="int64", name="dropout_seed") if config.dropout else None
     extra = [seeds] if seeds is not None else []
     plan = discriminator_plan(config)
     if not config.conditional:
-        logit = layers.apply_plan(image, plan, config, sync_batch_norm, config.dropout, seeds)
+        logit = layers.apply_plan(image, plan, config, sync_batch_norm, config.dropout, weight_seeds, seeds)
         return keras.Model([image, *extra] if extra else image, logit, name=name)
     label = keras.Input((), dtype="int32", name="label")
-    features = layers.apply_plan(image, plan[:-1], config, sync_batch_norm, config.dropout, seeds)
+    features = layers.apply_plan(image, plan[:-1], config, sync_batch_norm, config.dropout, weight_seeds,
+                                 seeds)
     features = keras.layers.Activation("linear", dtype="float32")(features)
-    logit = layers.apply_plan(features, plan[-1:], config, sync_batch_norm, dropout=0.0)
-    embedded = keras.layers.Embedding(layers.NUM_CLASSES, features.shape[-1], name="projection")(label)
+    logit = layers.apply_plan(features, plan[-1:], config, sync_batch_norm, 0.0, weight_seeds)
+    embedded = layers.embedding(layers.NUM_CLASSES, features.shape[-1], weight_seeds, "projection")(label)
     projection = keras.layers.Dot(axes=1, dtype="float32")([embedded, features])
     return keras.Model([image, label, *extra], keras.layers.Add(dtype="float32")([logit, projection]),
                        name=name)

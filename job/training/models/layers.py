@@ -10,6 +10,8 @@ leave in float32.
 
 from __future__ import annotations
 
+import random
+
 import keras
 import tensorflow as tf
 
@@ -26,10 +28,24 @@ def _activation(config: TrainConfig, dtype) -> keras.layers.Layer:
     return keras.layers.LeakyReLU(negative_slope=0.2, dtype=dtype)
 
 
-def _layer(spec: Layer, dtype, name: str | None = None) -> keras.layers.Layer:
+def weight_seed(weight_seeds: random.Random) -> int:
+    """The seed of one layer's random initializer, from the model's own seed stream.
+
+    Keras seeds an initializer made without one from Python's global `random` (`randint(1, 1e9)`
+    at construction): any other thread drawing from it meanwhile (google-api-core's retry
+    jitter in a background upload) changed the weights a seed gave. The same draw from a private
+    `random.Random(config.seed)` gives the weights Keras gave after `set_random_seed(config.seed)`.
+    """
+    return weight_seeds.randint(1, int(1e9))
+
+
+def _layer(spec: Layer, dtype, weight_seeds: random.Random, name: str | None = None) -> keras.layers.Layer:
     """The Keras layer for one plan entry (without its norm and activation)."""
+    if spec.kind in ("dense", "conv", "deconv"):
+        init = keras.initializers.GlorotUniform(seed=weight_seed(weight_seeds))
     if spec.kind == "dense":
-        return keras.layers.Dense(spec.out_shape[-1], use_bias=spec.bias, dtype=dtype, name=name)
+        return keras.layers.Dense(spec.out_shape[-1], use_bias=spec.bias, dtype=dtype, name=name,
+                                  kernel_initializer=init)
     if spec.kind == "reshape":
         return keras.layers.Reshape(spec.out_shape, dtype=dtype)
     if spec.kind == "flatten":
@@ -38,7 +54,13 @@ def _layer(spec: Layer, dtype, name: str | None = None) -> keras.layers.Layer:
         return keras.layers.Cropping2D(spec.crop, dtype=dtype)
     kind = keras.layers.Conv2DTranspose if spec.kind == "deconv" else keras.layers.Conv2D
     return kind(spec.out_shape[-1], spec.kernel, strides=spec.stride, padding="same",
-                use_bias=spec.bias, dtype=dtype, name=name)
+                use_bias=spec.bias, dtype=dtype, name=name, kernel_initializer=init)
+
+
+def embedding(classes: int, features: int, weight_seeds: random.Random, name: str) -> keras.layers.Layer:
+    """A class embedding with Keras' default initializer ("uniform", +-0.05), seeded like `_layer`."""
+    return keras.layers.Embedding(classes, features, name=name, embeddings_initializer=
+                                  keras.initializers.RandomUniform(-0.05, 0.05, seed=weight_seed(weight_seeds)))
 
 
 class SeededDropout(keras.layers.Layer):
@@ -69,7 +91,7 @@ class SeededDropout(keras.layers.Layer):
 
 
 def apply_plan(x, plan: list[Layer], config: TrainConfig, sync_batch_norm: bool, dropout: float,
-           seeds=None):
+               weight_seeds: random.Random, seeds=None):
     """Run `x` through the plan's layers: each followed by its batch norm, activation and dropout
     (`SeededDropout` on the per-example `seeds`).
 
@@ -78,7 +100,7 @@ def apply_plan(x, plan: list[Layer], config: TrainConfig, sync_batch_norm: bool,
     dtype = config.precision
     for i, spec in enumerate(plan):
         logit = i == len(plan) - 1 and spec.kind == "dense"
-        x = _layer(spec, "float32" if logit else dtype, name="logit" if logit else None)(x)
+        x = _layer(spec, "float32" if logit else dtype, weight_seeds, name="logit" if logit else None)(x)
         if spec.norm:
             x = keras.layers.BatchNormalization(synchronized=sync_batch_norm, dtype=dtype)(x)
         if spec.act:

@@ -218,3 +218,33 @@ def test_an_overflow_on_replica_1_only_lowers_the_loss_scale_and_leaves_the_weig
     for b, v in zip(before, variables):
         np.testing.assert_array_equal(v.numpy(), b)
     assert [float(o.dynamic_scale.numpy()) for o in (state.g_opt, state.d_opt)] == [s / 2 for s in scales]
+
+
+def test_initial_weights_do_not_depend_on_other_threads_drawing_from_random():
+    # google-api-core's retry jitter draws from Python's global `random` in background uploads;
+    # Keras seeds initializers from it unless given a seed. The same config must give the same
+    # weights whatever other threads draw meanwhile (a conditional model has embeddings too).
+    import random
+    import threading
+
+    config = C.resolve("smoke", sets=["conditional=true"])
+    quiet = flat_weights(*_models(build_state(config, strategy_for(1))))
+    stop = threading.Event()
+
+    def draw():
+        while not stop.is_set():
+            random.random()
+
+    thread = threading.Thread(target=draw, daemon=True)
+    thread.start()
+    try:
+        busy = [flat_weights(*_models(build_state(config, strategy_for(1)))) for _ in range(3)]
+    finally:
+        stop.set()
+        thread.join()
+    for weights in busy:
+        np.testing.assert_array_equal(weights, quiet)
+
+
+def _models(state):
+    return state.generator, state.discriminator, state.ema_generator
