@@ -23,9 +23,12 @@ def add_sweep_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-samples", type=int, default=4,
                         help="trials drawn from the space (times its grid points)")
     parser.add_argument("--gpus-per-trial", type=int, default=None,
-                        help="GPUs of one trial's MirroredStrategy (default 1 if the cluster has GPUs, else 0)")
-    parser.add_argument("--cpus-per-trial", type=int, default=1,
-                        help="CPUs per trial; without GPUs also its CPU replicas unless --cpu-replicas")
+                        help="GPUs of one trial's MirroredStrategy (default 1 if the cluster has GPUs, "
+                             "else 0); a trial of several workers (--set num_workers=N) takes "
+                             "gpus_per_worker instead")
+    parser.add_argument("--cpus-per-trial", type=int, default=None,
+                        help="CPUs per trial (default 1); without GPUs also its CPU replicas unless "
+                             "--cpu-replicas; a trial of several workers takes cpus_per_worker instead")
     parser.add_argument("--max-concurrent-trials", type=int, default=None,
                         help="the most trials the cluster can grow to run at once (an autoscaling "
                              "cluster: its worker groups' maxReplicas x trials per worker); the "

@@ -66,6 +66,22 @@ def check_arguments(name: str, num_samples: int, scheduler: str) -> None:
     check_name("--name", name)
 
 
+def check_group(workers: int, scheduler: str, gpus_per_trial: int | None,
+                cpus_per_trial: int | None) -> None:
+    """A sweep whose trials are `workers`-worker Ray Train runs (PlanError: exit 2).
+
+    Its workers' resources are the config's (`gpus_per_worker`, `cpus_per_worker`): the same
+    fields as `covidct train --num-workers` and the manifests read, not the sweep's flags.
+    """
+    if scheduler == "pbt":
+        raise PlanError(f"--scheduler pbt cannot run trials of {workers} workers: PBT hands one "
+                        "trial's checkpoint to another trial's process, a worker group resumes "
+                        "from its own run folder only; use --scheduler asha")
+    if gpus_per_trial is not None or cpus_per_trial is not None:
+        raise PlanError(f"a trial of {workers} workers asks per worker: give --set gpus_per_worker=N "
+                        "--set cpus_per_worker=N, not --gpus-per-trial/--cpus-per-trial")
+
+
 def grace_period(configs: list[TrainConfig], requested: int | None) -> int:
     """ASHA's grace period (PBT's perturbation interval), in epochs.
 

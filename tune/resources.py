@@ -69,30 +69,40 @@ def cluster_now(trials: int, grows_to: int | None) -> Cluster:
 
 @dataclasses.dataclass(frozen=True)
 class Resources:
+    """One trial's resources: its GPUs and CPUs (per worker when `workers` > 1: each worker
+    is one Ray Train process, on any node), and how many trials run at once."""
+
     gpus_per_trial: int
     cpus_per_trial: int
     cpu_replicas: int  # 0 on GPU trials: MirroredStrategy over the trial's GPUs
     concurrent: int
     trusted: bool = False  # taken as given: the nodes they need do not exist yet
+    workers: int = 1  # >1: the trial is a Ray Train run of this many workers
 
     @property
     def replicas(self) -> int:
-        return self.gpus_per_trial or self.cpu_replicas
+        return self.workers * (self.gpus_per_trial or self.cpu_replicas)
 
     def describe(self) -> str:
-        """'1 GPU(s) + 6 CPU(s)' or '2 CPU(s), 2 CPU replica(s)', and whether it was trusted."""
+        """'1 GPU(s) + 6 CPU(s)' or '2 CPU(s), 2 CPU replica(s)' (per worker: '2 workers x (...)'),
+        and whether it was trusted."""
         device = (f"{self.gpus_per_trial} GPU(s) + {self.cpus_per_trial} CPU(s)" if self.gpus_per_trial
                   else f"{self.cpus_per_trial} CPU(s), {self.cpu_replicas} CPU replica(s)")
+        if self.workers > 1:
+            device = f"{self.workers} Ray Train workers x ({device}), {self.replicas} replicas"
         if self.trusted:
             device += " (as given: no node has them yet; the autoscaler adds nodes for waiting trials)"
         return device
 
 
 def plan_resources(cluster: Cluster, gpus_per_trial: int | None, cpus_per_trial: int,
-                   cpu_replicas: int, trials: int) -> Resources:
+                   cpu_replicas: int, trials: int, workers: int = 1) -> Resources:
     """Resources per trial and how many trials run at once; a PlanError if none can ever fit.
 
-    A trial's MirroredStrategy spans one node, so its GPUs (and CPUs) must fit on one node. On a
+    A trial's MirroredStrategy spans one node, so its GPUs (and CPUs) must fit on one node.
+    A trial of `workers` > 1 is a Ray Train run: `gpus_per_trial`/`cpus_per_trial` are each
+    worker's, each worker must fit on one node, and a trial needs `workers` such places at
+    once (on one node or several); each worker is one replica on CPU. On a
     cluster whose nodes are all known (those alive, or the autoscaler's groups), that is checked.
     On a cluster that may grow to `grows_to` trials with nodes Ray cannot describe, the explicit
     `--gpus-per-trial`/`--cpus-per-trial` are trusted: the autoscaler starts the nodes for the
@@ -101,6 +111,12 @@ def plan_resources(cluster: Cluster, gpus_per_trial: int | None, cpus_per_trial:
     per CPU it holds); the count is the same for every trial, because TensorFlow fixes a
     process's logical devices once and Ray may reuse a trial's process for the next one.
     """
+    def gpu_flag(value) -> str:  # the flag a user gives: the sweep's, or a group's config field
+        return f"--gpus-per-trial {value}" if workers == 1 else f"--set gpus_per_worker={value}"
+
+    def cpu_flag(value) -> str:
+        return f"--cpus-per-trial {value}" if workers == 1 else f"--set cpus_per_worker={value}"
+
     if gpus_per_trial is None:
         if cluster.grows_to is not None and not sum(cluster.gpus):
             raise PlanError("--gpus-per-trial is needed on a cluster that grows (--max-concurrent-trials): "
@@ -108,18 +124,19 @@ def plan_resources(cluster: Cluster, gpus_per_trial: int | None, cpus_per_trial:
                             "for GPU workers, 0 for CPU trials")
         gpus_per_trial = 1 if sum(cluster.gpus) else 0
     if gpus_per_trial < 0 or cpus_per_trial < 1:
-        raise PlanError(f"--gpus-per-trial must be >= 0 and --cpus-per-trial >= 1, got "
-                        f"{gpus_per_trial} and {cpus_per_trial}")
+        raise PlanError(f"{gpu_flag(gpus_per_trial)}, {cpu_flag(cpus_per_trial)}: GPUs must be >= 0 and "
+                        "CPUs >= 1")
     if gpus_per_trial and cpu_replicas:
         raise PlanError("--cpu-replicas is for CPU-only trials; GPU trials mirror over their GPUs")
     if not gpus_per_trial:
-        cpu_replicas = cpu_replicas or cpus_per_trial
+        # MultiWorkerMirroredStrategy mirrors over a worker's GPUs, or its one CPU device.
+        cpu_replicas = 1 if workers > 1 else cpu_replicas or cpus_per_trial
     fits_now = [n for n in zip(cluster.cpus, cluster.gpus)
                 if n[0] >= cpus_per_trial and n[1] >= gpus_per_trial]
     if cluster.grows_to is not None and not cluster.autoscaling:
         # Nodes Ray cannot describe: trust the request; at most `grows_to` trials at once.
         return Resources(gpus_per_trial, cpus_per_trial, 0 if gpus_per_trial else cpu_replicas,
-                         max(1, min(cluster.grows_to, trials)), trusted=not fits_now)
+                         max(1, min(cluster.grows_to, trials)), trusted=not fits_now, workers=workers)
     largest_gpus, largest_cpus = max(cluster.gpus, default=0), max(cluster.cpus, default=0)
     grow = ("" if cluster.grows else
             "; if the cluster autoscales (KubeRay with workers at 0), pass --max-concurrent-trials "
@@ -127,19 +144,26 @@ def plan_resources(cluster: Cluster, gpus_per_trial: int | None, cpus_per_trial:
     if gpus_per_trial > largest_gpus:
         can = "can have, with its autoscaler" if cluster.autoscaling else "has"
         raise PlanError(
-            f"--gpus-per-trial {gpus_per_trial} is more than the Ray cluster {can}: "
-            f"{sum(cluster.gpus):g} GPU(s) in all, {largest_gpus:g} on its largest node (a trial's "
-            f"GPUs must share a node); use --gpus-per-trial {int(largest_gpus)}{grow}"
+            f"{gpu_flag(gpus_per_trial)} is more than the Ray cluster {can}: "
+            f"{sum(cluster.gpus):g} GPU(s) in all, {largest_gpus:g} on its largest node (a "
+            f"{'worker' if workers > 1 else 'trial'}'s GPUs must share a node); use "
+            f"{gpu_flag(int(largest_gpus))}{grow}"
         )
     if not fits_now:
-        raise PlanError(f"--cpus-per-trial {cpus_per_trial} is more than the largest node of the Ray "
+        raise PlanError(f"{cpu_flag(cpus_per_trial)} is more than the largest node of the Ray "
                         f"cluster has ({largest_cpus:g} CPUs){grow}")
     # Trials run at once: as many as the nodes hold (with an autoscaler, once it has scaled up).
     if gpus_per_trial:
-        fits = sum(min(int(g // gpus_per_trial), int(c // cpus_per_trial)) for c, g in fits_now)
+        places = sum(min(int(g // gpus_per_trial), int(c // cpus_per_trial)) for c, g in fits_now)
     else:
-        fits = sum(int(c // cpus_per_trial) for c, _ in fits_now)
+        places = sum(int(c // cpus_per_trial) for c, _ in fits_now)
+    if places < workers:
+        each = f"{gpus_per_trial} GPU(s) + " * bool(gpus_per_trial) + f"{cpus_per_trial} CPU(s)"
+        raise PlanError(f"a trial of {workers} workers needs {workers} places of {each} at once; the "
+                        f"Ray cluster {'can hold, with its autoscaler,' if cluster.autoscaling else 'holds'} "
+                        f"{places}: lower --set num_workers=N, or {gpu_flag('N')} / {cpu_flag('N')}{grow}")
+    fits = places // workers
     if cluster.grows_to is not None:
         fits = min(fits, cluster.grows_to)
     return Resources(gpus_per_trial, cpus_per_trial, 0 if gpus_per_trial else cpu_replicas,
-                     max(1, min(fits, trials)))
+                     max(1, min(fits, trials)), workers=workers)

@@ -34,6 +34,9 @@ RESERVED = {
     "name": "each trial is named after its trial id",
     "run_uri": "each trial writes to <sweep>/<trial id>/run",
     "cpu_replicas": "it follows --cpus-per-trial (or --cpu-replicas) for every trial alike",
+    # Tune holds one resource request for every trial: a trial's workers are the sweep's.
+    **{field: "every trial has the same workers: give it once, e.g. --set num_workers=2"
+       for field in ("num_workers", "gpus_per_worker", "cpus_per_worker")},
 }
 # Above this many combinations, each field's values are checked alone (`check`).
 MAX_COMBINATIONS = 20_000

@@ -43,6 +43,11 @@ MAX_FAILURES = 10
 # The driver writes Tune's experiment state (which trials finished, the searcher) to storage this
 # often, so a crashed or evicted driver reruns at most this much finished work when resubmitted.
 STATE_SYNC_SECONDS = 15
+# What the Tune process of a worker-group trial asks for (bytes): it only waits for its Ray Train
+# workers, so it holds no CPU a worker could use (Ray Train's own guide: the driver needs no
+# device; a 0-CPU request is no request to Tune, memory is a resource every node has, the
+# KubeRay head's 0 CPUs included). About what the process holds with TensorFlow imported.
+DRIVER_MEMORY = 512 * 2**20
 
 
 def run_sweep(
@@ -52,7 +57,7 @@ def run_sweep(
     storage_uri: str,
     num_samples: int = 4,
     gpus_per_trial: int | None = None,
-    cpus_per_trial: int = 1,
+    cpus_per_trial: int | None = None,
     max_concurrent_trials: int | None = None,
     space_file: str | None = None,
     scheduler: str = "asha",
@@ -69,10 +74,19 @@ def run_sweep(
 
     Connects to the Ray cluster of `RAY_ADDRESS` (what `ray job submit` sets), to the one this
     process already joined, or starts a local one.
+
+    With `base.num_workers` > 1 every trial is a Ray Train run of that many workers, each asking
+    for `base.gpus_per_worker` GPUs and `base.cpus_per_worker` CPUs (`tune.workers`); its Tune
+    process only waits for them (DRIVER_MEMORY, no CPU). PBT is refused for such trials: it hands
+    one trial's checkpoint to another process, and a worker group resumes only from its run folder.
     """
     from tune import report
 
     plans.check_arguments(name, num_samples, scheduler)
+    workers = base.num_workers
+    if workers > 1:
+        plans.check_group(workers, scheduler, gpus_per_trial, cpus_per_trial)
+        gpus_per_trial, cpus_per_trial = base.gpus_per_worker, base.cpus_per_worker
     space = spaces.load_space(space_file) if space_file else None
     if space and scheduler == "pbt":
         pbt.check_space(space)  # before the cluster and the data: the space alone decides
@@ -90,8 +104,8 @@ def run_sweep(
     sweep_uri = layout.sweep_uri(storage_uri, name)
     trials_estimate = num_samples * (spaces.grid_points(space) if space else 1)
     cluster = res.cluster_now(trials_estimate, max_concurrent_trials)
-    resources = res.plan_resources(cluster, gpus_per_trial, cpus_per_trial, base.cpu_replicas,
-                                   trials_estimate)
+    resources = res.plan_resources(cluster, gpus_per_trial, cpus_per_trial or 1, base.cpu_replicas,
+                                   trials_estimate, workers)
     base = validate(override(base, {"cpu_replicas": resources.cpu_replicas}), resources.replicas)
     counts = {plans.dataset_key(base): plans.train_images(base)}
     if space is None:
@@ -114,6 +128,7 @@ def run_sweep(
     fn = tune.with_resources(
         tune.with_parameters(trainable.run_trial, base=base.to_dict(), sweep_uri=sweep_uri,
                              with_checkpoints=scheduler == "pbt"),
+        {"memory": DRIVER_MEMORY} if workers > 1 else
         {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
     )
     # Tune reads its snapshot period from the environment only (TuneController).

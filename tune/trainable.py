@@ -30,9 +30,10 @@ from job.config import TrainConfig, override, validate
 from job.errors import Diverged, UserError
 from job.metrics import registry
 from job.metrics.registry import SELECTION_METRIC
-from job.run import read_metrics
-from job.training.loop import EpochReport, fit
+from job.training.loop import fit
 from tune.layout import trial_run_uri
+from tune.reporting import Reporter
+from tune.workers import train_group
 
 DIVERGED = "diverged"  # the result key holding a diverged trial's reason
 INVALID = "invalid"  # the result key holding the reason of a trial whose settings cannot train
@@ -49,35 +50,6 @@ def trial_config(base: dict, params: dict, sweep_uri: str, trial_id: str) -> Tra
     return validate(override(config, {"name": trial_id, "run_uri": trial_run_uri(sweep_uri, trial_id)}))
 
 
-def report_epoch(report: EpochReport, with_checkpoints: bool = False) -> None:
-    """Forward an epoch that measured the selection metric to Tune, with its checkpoint folder
-    when `with_checkpoints` (PBT) and one was written.
-
-    Epochs without a measurement are not reported: Tune requires the scheduler's metric in every
-    result, and the sweep plan makes every checkpoint epoch a measured one.
-    """
-    if SELECTION_METRIC not in report.metrics:
-        return
-    metrics = {**report.metrics, "epoch": report.epoch}
-    checkpoint = None
-    if with_checkpoints and report.checkpoint_dir is not None:  # complete at the run URI
-        checkpoint = tune.Checkpoint.from_directory(report.checkpoint_dir)
-    tune.report(metrics, checkpoint=checkpoint)
-
-
-def report_completed_run(run_uri: str) -> bool:
-    """Report a finished run's last measurement again; False when it has none.
-
-    Tune reruns a trial that had finished when the driver died before its state said so
-    (`STATE_SYNC_SECONDS`): `fit` finds the run complete and trains nothing, and without this the
-    trial would end with no result and the sweep would rank it last.
-    """
-    measured = [m for m in read_metrics(run_uri) if SELECTION_METRIC in m]
-    if measured:
-        tune.report(measured[-1])
-    return bool(measured)
-
-
 def ended_result(error: UserError) -> dict:
     """The last result of a trial that a retry cannot save (exit 2): the worst score, the epoch
     (0 when it never trained, as the schedulers need one) and why, under DIVERGED or INVALID."""
@@ -91,25 +63,26 @@ def ended_result(error: UserError) -> dict:
 
 def run_trial(params: dict, base: dict, sweep_uri: str, with_checkpoints: bool = False) -> None:
     """The Tune function trainable (bound to `base`, `sweep_uri` and `with_checkpoints` - hand Ray
-    the checkpoints, for PBT - by `tune.with_parameters`)."""
+    the checkpoints, for PBT - by `tune.with_parameters`).
+
+    A trial of `num_workers` > 1 is the driver of a Ray Train run (`tune.workers.train_group`):
+    its workers train and report, this process waits for them and holds no device.
+    """
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the job's progress lines
     log = logging.getLogger("covidct")
     checkpoint = tune.get_checkpoint() if with_checkpoints else None
-    epochs = []
-
-    def report(epoch: EpochReport) -> None:
-        epochs.append(epoch.epoch)
-        report_epoch(epoch, with_checkpoints)
-
+    reporter = Reporter(tune.report, with_checkpoints)
     try:
         config = trial_config(base, params, sweep_uri, tune.get_context().get_trial_id())
-        if checkpoint is None:  # a new trial, or one restarted: fit resumes from its run folder
-            fit(config, callbacks=[report])
+        if config.num_workers > 1:  # Ray Train retries nothing: Tune retries the trial (below)
+            train_group(config, report=True)
+        elif checkpoint is None:  # a new trial, or one restarted: fit resumes from its run folder
+            fit(config, callbacks=[reporter])
         else:  # PBT: its own checkpoint, or (an exploit) another trial's, whose settings it now has
             log.info(f"trial starts from the checkpoint {checkpoint.path}")
             with checkpoint.as_directory() as folder:
-                fit(config, callbacks=[report], resume_from=folder)
-        if not epochs and report_completed_run(config.resolved_run_uri):
+                fit(config, callbacks=[reporter], resume_from=folder)
+        if config.num_workers == 1 and reporter.completed_run(config.resolved_run_uri):
             log.info("trial's run was already complete: its last measurement reported again")
     except UserError as error:
         if error.exit_code != 2:

@@ -27,23 +27,27 @@ from job.errors import UserError
 MAX_FAILURES = 5
 
 
-def train_group(config: TrainConfig, takeover: bool = False) -> int:
+def train_group(config: TrainConfig, takeover: bool = False, report: bool = False) -> int:
     """Train `config` as `config.num_workers` Ray Train workers on the Ray cluster that
     RAY_ADDRESS names (a local one without it); returns 0, or raises the workers' `UserError`.
 
     Each worker asks for `config.gpus_per_worker` GPUs (CPU: one replica per worker) and
-    `config.cpus_per_worker` CPUs.
+    `config.cpus_per_worker` CPUs. With `report`, this process is a Ray Tune trial (the driver
+    of Ray 2.60's Tune + Train V2 pattern): the workers report each measured epoch, Ray Train's
+    `TuneReportCallback` hands the chief's report to Tune, and Ray Train restarts nothing - a
+    failed group fails the trial, which Tune retries (and which ends for good on exit 2).
 
     Raises:
         ConfigError (exit 2): the dataset is not prepared (checked before any worker starts).
         StorageError (exit 1): the run URI cannot be reached.
-        UserError: a worker's own (its exit code), or exit 1 once Ray Train gave up. A worker's
-            exit-2 error (a changed run identity, a divergence) is retried like any other:
-            Ray Train cannot tell them apart.
+        UserError: a worker's own (its exit code), or exit 1 once Ray Train gave up. Outside a
+            trial, a worker's exit-2 error (a changed run identity, a divergence) is retried like
+            any other: Ray Train cannot tell them apart.
     """
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
 
     from job.training import data
 
@@ -59,23 +63,25 @@ def train_group(config: TrainConfig, takeover: bool = False) -> int:
     gpus = config.gpus_per_worker
     trainer = TensorflowTrainer(
         worker_loop,
-        train_loop_config={"config": config.to_dict(), "takeover": takeover},
+        train_loop_config={"config": config.to_dict(), "takeover": takeover, "report": report},
         scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=gpus > 0,
                                      resources_per_worker={"CPU": config.cpus_per_worker,
                                                            **({"GPU": gpus} if gpus else {})}),
         # Ray Train keeps only its own bookkeeping here: the run's checkpoints are the job's.
         run_config=RunConfig(name=config.name, storage_path=tempfile.mkdtemp(prefix="covidct-ray-train-"),
-                             failure_config=FailureConfig(max_failures=MAX_FAILURES)),
+                             failure_config=FailureConfig(max_failures=0 if report else MAX_FAILURES),
+                             callbacks=[TuneReportCallback()] if report else None),
     )
     try:
         trainer.fit()
     except Exception as error:  # Ray's TrainingFailedError: the workers' exceptions inside
-        raise group_error(error) from None
+        raise group_error(error, attempts=1 if report else MAX_FAILURES + 1) from None
     return 0
 
 
 def worker_loop(params: dict) -> None:
-    """One Ray Train worker: the job's `fit` on the config it was handed (TF_CONFIG is set)."""
+    """One Ray Train worker: the job's `fit` on the config it was handed (TF_CONFIG is set);
+    in a Tune trial, every worker reports the same measured epochs (`tune.reporting`)."""
     # Ray Train asks TensorFlow for the legacy tf.keras (Keras 2); the job's models are Keras 3.
     os.environ.pop("TF_USE_LEGACY_KERAS", None)
     from job.training.loop import fit
@@ -84,10 +90,20 @@ def worker_loop(params: dict) -> None:
     # The chief's progress lines only: the others train the same epochs into scratch folders.
     logging.basicConfig(level=logging.INFO if role().is_chief else logging.WARNING, format="%(message)s")
 
-    fit(override(TrainConfig(), params["config"]), takeover=params["takeover"])
+    config = override(TrainConfig(), params["config"])
+    if not params["report"]:
+        fit(config, takeover=params["takeover"])
+        return
+    import ray.train
+
+    from tune.reporting import Reporter
+
+    reporter = Reporter(ray.train.report)
+    fit(config, callbacks=[reporter], takeover=params["takeover"])
+    reporter.completed_run(config.resolved_run_uri)
 
 
-def group_error(error: Exception) -> UserError:
+def group_error(error: Exception, attempts: int) -> UserError:
     """The `UserError` to exit with for a failed Ray Train run: the workers' own when they all
     raised one with the same exit code, else exit 1 naming the first failure."""
     failures = list(getattr(error, "worker_failures", {}).values())
@@ -96,4 +112,4 @@ def group_error(error: Exception) -> UserError:
     if own and len(own) == len(causes) and len({c.exit_code for c in own}) == 1:
         return own[0]
     first = " ".join(str(causes[0] if causes else error).split())[:500]
-    return UserError(f"the worker group failed {MAX_FAILURES + 1} times: {first}")
+    return UserError(f"the worker group failed {attempts} time(s): {first}")

@@ -52,7 +52,8 @@ def replica_devices(cpu_replicas: int) -> list[str]:
 
 def describe(strategy: tf.distribute.Strategy) -> str:
     """The run's one devices line, e.g. `devices: 2 replicas on /cpu:0, /cpu:1 (logical CPU
-    devices; no GPU visible)` or `devices: 1 replica on /gpu:0 (NVIDIA L4)`."""
+    devices; no GPU visible)`, `devices: 1 replica on /gpu:0 (NVIDIA L4)`, or for one worker of
+    a group `devices: 4 replicas in sync, this worker's 1 on /gpu:0 (NVIDIA L4)`."""
     names = [d.split("device:")[-1].lower() for d in strategy.extended.worker_devices]
     gpus = tf.config.list_physical_devices("GPU")
     if any(n.startswith("gpu") for n in names):
@@ -61,4 +62,6 @@ def describe(strategy: tf.distribute.Strategy) -> str:
         kind = ("logical CPU devices; " if len(names) > 1 else "CPU; ") + (
             f"{len(gpus)} GPU(s) not used" if gpus else "no GPU visible")
     count = f"{len(names)} replica{'s' if len(names) != 1 else ''}"
+    if strategy.num_replicas_in_sync > len(names):  # MultiWorkerMirroredStrategy: the others elsewhere
+        count = f"{strategy.num_replicas_in_sync} replicas in sync, this worker's {len(names)}"
     return f"devices: {count} on {', '.join('/' + n for n in names)} ({kind})"

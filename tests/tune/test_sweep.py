@@ -1,9 +1,10 @@
 """Real sweeps on the package's autoscaling Ray cluster (conftest.py), and a sweep's bad input.
 
-A sweep submitted with `ray job submit` scales the cluster from zero, has one trial diverge (it
-ends finished, worst score, no retry) and exits 0; `best` pulls its winner and `generate` draws
-from it; a driver killed with SIGKILL is resubmitted and reruns no trial that had finished; bad
-input fails before any trial with one line and the contract's exit code.
+A sweep of 2-worker trials (each a Ray Train run) submitted with `ray job submit` scales the
+cluster from zero, has one trial diverge (it ends finished, worst score, no retry) and exits 0;
+`best` pulls its winner and `generate` draws from it; a driver killed with SIGKILL is resubmitted
+and reruns no trial that had finished; bad input fails before any trial with one line and the
+contract's exit code.
 """
 
 import json
@@ -43,13 +44,16 @@ def test_a_trial_that_cannot_succeed_ends_with_the_worst_score_and_its_reason():
         assert not registry.is_better(metric, worst(metric), -1e30)
 
 
-# -- a sweep submitted as a Ray job: scale from zero, least privilege, a diverging trial ---------
+# -- a sweep of worker groups submitted as a Ray job: scale from zero, least privilege, a
+# -- diverging trial ---------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def submitted_sweep(ray_cluster, demo_data, memory_bucket, object_user_bucket, tmp_path_factory):
     """The README's `ray job submit ... -- python -m tune ...` on the autoscaling cluster, run to
-    the end; one trial of two is made to diverge (an R1 weight of 1e30). (sweep URI, logs).
+    the end, every trial a Ray Train run of 2 workers (one per 1-CPU node: a trial takes both,
+    so one at a time); one trial of two is made to diverge (an R1 weight of 1e30). (sweep URI,
+    logs).
 
     No `--working-dir`: as in the KubeRay image, the project is importable on every node already
     (PYTHONPATH). The fake provider's nodes share one session folder, and a node's runtime-env
@@ -63,8 +67,8 @@ def submitted_sweep(ray_cluster, demo_data, memory_bucket, object_user_bucket, t
     submit = [str(BIN / "ray"), "job", "submit", "--address", ray_cluster.dashboard,
               "--submission-id", job_id, "--no-wait", "--",
               "python", "-m", "tune", "--preset", "smoke", "--set", "norm=none",  # R1 needs it
-              "--num-samples", "1", "--grace-period", "2", "--space", space, "--gpus-per-trial", "0", "--cpus-per-trial", "1",
-              "--max-concurrent-trials", str(MAX_WORKERS), "--name", "jobsweep",
+              "--set", "num_workers=2", "--num-samples", "1", "--grace-period", "2", "--space", space,
+              "--max-concurrent-trials", "1", "--name", "jobsweep",
               "--storage", storage_uri, "--data-dir", demo_data]
     done = subprocess.run(submit, env=ray_cluster.env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -95,9 +99,11 @@ def test_a_sweep_on_a_cluster_scaled_from_zero_runs_its_trials(submitted_sweep, 
     sweep_uri, logs = submitted_sweep
     # Nothing could run when the plan was made (a 0-CPU head, no worker): the plan trusted the
     # explicit per-trial resources, and Ray's autoscaler started the workers for the waiting trials.
-    assert (f"sweep 'jobsweep': 2 trials, {MAX_WORKERS} at a time once the autoscaler has added "
+    assert (f"sweep 'jobsweep': 2 trials, 1 at a time once the autoscaler has added "
             f"nodes; ASHA on {SELECTION}") in logs
-    assert "per trial: 1 CPU(s), 1 CPU replica(s) (as given: no node has them yet" in logs
+    assert ("per trial: 2 Ray Train workers x (1 CPU(s), 1 CPU replica(s)), 2 replicas (as given: "
+            "no node has them yet") in logs
+    assert "devices: 2 replicas in sync, this worker's 1 on /cpu:0 (CPU; no GPU visible)" in logs
     assert re.search(r"Adding \d node\(s\) of type cpu1", ray_cluster.monitor_log())
     assert re.search(r"global batch 16 \(\d+ steps/epoch\) of \d+ images \(covid_ct/28\)", logs)
     diverged, good = _diverged_and_good(sweep_uri)
@@ -239,11 +245,20 @@ def test_unknown_field_in_the_space_file_is_refused(tmp_path, capsys):
     message = sweep_refused(capsys, "--space", str(space), "--storage", str(storage_dir))
     assert "'g_learning_rate': unknown field in" in message and "did you mean g_lr" in message
     assert not storage_dir.exists()
+    # Tune holds one resource request for all trials: the workers are the sweep's, not drawn.
+    space.write_text(json.dumps({"num_workers": [1, 2]}))
+    message = sweep_refused(capsys, "--space", str(space), "--storage", str(storage_dir))
+    assert "'num_workers': cannot be searched in" in message and "--set num_workers=2" in message
 
 
 @pytest.mark.parametrize("argv, words", [
     (("--name", ".."), "--name: '..' must be a folder name"),
     (("--name", "s", "--num-samples", "0"), "--num-samples must be positive"),
+    # A trial of several workers: its resources are the workers' config fields, its scheduler ASHA.
+    (("--name", "s", "--set", "num_workers=2", "--gpus-per-trial", "1"),
+     "a trial of 2 workers asks per worker: give --set gpus_per_worker=N --set cpus_per_worker=N"),
+    (("--name", "s", "--set", "num_workers=2", "--scheduler", "pbt"),
+     "--scheduler pbt cannot run trials of 2 workers"),
 ])
 def test_a_usage_error_is_refused_with_exit_2(tmp_path, capsys, argv, words):
     message = sweep_refused(capsys, *argv, "--storage", str(tmp_path / "sweeps"), name=None)
