@@ -3,6 +3,7 @@
     python -m bench --quick --json /tmp/bench.json   # < 3 min on 2 CPU cores: proves it runs
     python -m bench --json bench.json --check        # the full run for the README (~45 min on 2 cores)
     python -m bench --only seed336x504               # the long run's step, checkpoint and projection
+    python -m bench --only seed --set lecam_weight=0.3   # a variant of the seed's recipe, its own rows
 
 Prints a markdown table (and notes), writes the rows as JSON and, beside it, the quality grid
 (bench_quality.png) and every timing sample behind the medians (bench_raw.json).
@@ -38,13 +39,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="exit 1 when a target is missed (full runs only: --quick has no verdicts)")
     parser.add_argument("--only", nargs="+", choices=GROUPS, metavar="NAME",
                         help=f"run only these groups: {', '.join(GROUPS)}")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="the seed group: train a variant of the seed's recipe (its own folder "
+                             "and rows), e.g. --set lecam_weight=0.3")
     args = parser.parse_args(argv)
     out_dir = (pathlib.Path(args.json).resolve().parent if args.json
                else pathlib.Path(tempfile.mkdtemp(prefix="covidct-bench-out-")))
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results = run(args.quick, args.only, out_dir, progress=lambda msg: print(
-        f"[bench {time.perf_counter() - start:6.1f} s] {msg}", file=sys.stderr, flush=True))
+        f"[bench {time.perf_counter() - start:6.1f} s] {msg}", file=sys.stderr, flush=True),
+        seed_sets=tuple(args.set))
     print(rows_mod.table(results))
     if notes := rows_mod.notes(results):
         print("\nNotes:\n" + notes)

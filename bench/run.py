@@ -65,8 +65,9 @@ def _settings(quick: bool) -> list[str]:
 
 
 def run(quick: bool, only: list[str] | None, out_dir: pathlib.Path,
-        progress: Callable[[str], None] = print) -> list[Row]:
-    """Measure the selected groups (all by default); returns the rows in a fixed order."""
+        progress: Callable[[str], None] = print, seed_sets: tuple[str, ...] = ()) -> list[Row]:
+    """Measure the selected groups (all by default); returns the rows in a fixed order.
+    `seed_sets` (FIELD=VALUE) make the seed group train a variant of the seed's recipe."""
     groups = set(only or GROUPS)
     rows: list[Row] = []
     need_steps = groups & {"step", "hardware", "memory"}
@@ -108,7 +109,7 @@ def run(quick: bool, only: list[str] | None, out_dir: pathlib.Path,
         with tempfile.TemporaryDirectory(prefix="covidct-bench-") as scratch:
             rows += _intensity_rows(quick, pathlib.Path(scratch), out_dir, progress)
     if "seed" in groups:
-        rows += _seed_rows(quick, out_dir, progress)
+        rows += _seed_rows(quick, out_dir, progress, seed_sets)
     if "memory" in groups:
         rows.append(row("memory bench process (peaks, pipeline, quality): peak RSS",
                         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MB",
@@ -172,13 +173,15 @@ def _intensity_rows(quick, scratch, out_dir, progress) -> list[Row]:
     return intensity_rows(measured, source, budget, str(png))
 
 
-def _seed_rows(quick, out_dir, progress) -> list[Row]:
-    """The seed's 500-epoch run (`bench.seed`), kept beside the JSON so a cut run continues."""
+def _seed_rows(quick, out_dir, progress, sets: tuple[str, ...] = ()) -> list[Row]:
+    """The seed's 500-epoch run (`bench.seed`), kept beside the JSON so a cut run continues;
+    a variant (`sets`) in a folder of its own."""
     from bench import seed
 
-    folder = out_dir / ("seed-quick" if quick else "seed")
+    folder = out_dir / (("seed-quick" if quick else "seed") + seed.variant_suffix(sets))
     source = sources.pick(quick, folder)
-    return seed.rows(seed.run(source.manual_dir, quick, folder, not source.real, progress), source.kind, quick)
+    measured = seed.run(source.manual_dir, quick, folder, not source.real, progress, sets)
+    return seed.rows(measured, source.kind, quick, sets)
 
 
 def machine() -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 from typing import Callable
@@ -36,9 +37,15 @@ FIGURE_IMAGES = 16
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
+def variant_suffix(sets: tuple[str, ...]) -> str:
+    """The folder suffix of a recipe variant: ('lecam_weight=0.3',) -> '-lecam_weight=0.3'."""
+    return "".join("-" + re.sub(r"[^A-Za-z0-9_.=]+", "_", s) for s in sets)
+
+
 def train_args(data_dir: str, run: pathlib.Path, epochs: int, quick: bool,
-               synthetic: bool = False) -> list[str]:
-    """`covidct train` arguments of the seed's setting (checkpoints kept at every stated epoch)."""
+               synthetic: bool = False, variant: tuple[str, ...] = ()) -> list[str]:
+    """`covidct train` arguments of the seed's setting (checkpoints kept at every stated epoch),
+    then the `variant`'s FIELD=VALUE overrides."""
     sets = [f"allow_synthetic_data={str(synthetic).lower()}", "labels=covid", "dataset_config=28", f"data_dir={data_dir}", f"epochs={epochs}",
             f"checkpoint_every_epochs={1 if quick else 50}", "keep_checkpoints=20"]
     if quick:
@@ -46,7 +53,7 @@ def train_args(data_dir: str, run: pathlib.Path, epochs: int, quick: bool,
                  "global_batch_size=16", "metrics_every_epochs=1", "metric_num_images=64",
                  "sample_every_epochs=1"]
     args = ["train", "--preset", "seed28", "--run", str(run)]
-    for s in sets:
+    for s in [*sets, *variant]:
         args += ["--set", s]
     return args
 
@@ -68,7 +75,7 @@ def _must(code: int, what: str, log: pathlib.Path, allowed=(0,)) -> None:
 
 
 def run(manual_dir: str, quick: bool, folder: pathlib.Path, synthetic: bool = False,
-        progress: Callable[[str], None] = print) -> dict:
+        progress: Callable[[str], None] = print, variant: tuple[str, ...] = ()) -> dict:
     """Prepare, train to the last stated epoch, evaluate each stated epoch; the reports by epoch.
 
     `folder` keeps the dataset, the run and the reports, so a second call continues or re-reads.
@@ -83,7 +90,7 @@ def run(manual_dir: str, quick: bool, folder: pathlib.Path, synthetic: bool = Fa
     _must(_covidct(["prepare", "--manual-dir", manual_dir, "--config", "28", "--data-dir",
                     data_dir, "--if-missing"], log), "prepare", log)
     progress(f"seed: train seed28 on the covid scans to epoch {epochs[-1]} in {run_dir}")
-    _must(_covidct(train_args(data_dir, run_dir, epochs[-1], quick, synthetic), log), "train", log)
+    _must(_covidct(train_args(data_dir, run_dir, epochs[-1], quick, synthetic, variant), log), "train", log)
     reports = {}
     for epoch in epochs:
         out = folder / f"e{epoch}"
@@ -123,11 +130,11 @@ def _quality_ratio_at(history: list[dict], epoch: int) -> float | None:
     return None
 
 
-def rows(measured: dict, source_kind: str, quick: bool) -> list[Row]:
+def rows(measured: dict, source_kind: str, quick: bool, variant: tuple[str, ...] = ()) -> list[Row]:
     """Per stated epoch: quality over the floor, diversity, memorisation; and the wander of
     `quality_ratio` over the last 60% of the run (the loop's every-10-epoch figure)."""
     out: list[Row] = []
-    head = f"seed28 covid 28x28 ({source_kind} scans)"
+    head = f"seed28 covid 28x28 ({source_kind} scans{''.join(', ' + v for v in variant)})"
     for epoch, rep in measured["reports"].items():
         q, d, m = rep["quality"], rep["diversity"], rep["memorisation"]
         folder = pathlib.Path(measured["folder"]) / f"e{epoch}"

@@ -188,3 +188,17 @@ def test_the_workers_rows_price_the_group_and_project_the_all_reduce():
     assert len(projected) == 3 and projected == sorted(projected)  # more nodes, more per node
     assert math.isclose(projected[-1], 1000 * ring_allreduce_seconds(gradient_bytes(LONG_RUN), 8))
     assert gradient_bytes(LONG_RUN) > gradient_bytes()  # 336x504 models are the larger
+
+
+def test_a_seed_variant_trains_the_seeds_recipe_then_its_overrides_in_a_folder_of_its_own():
+    from bench.seed import train_args, variant_suffix
+    from job.config import override, parse_set, resolve
+
+    variant = ("lecam_weight=0.3", "augment=translation,cutout")
+    args = train_args("tfds", pathlib.Path("run"), 500, quick=False, variant=variant)
+    sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+    assert sets[-2:] == list(variant) and "labels=covid" in sets  # the variant wins: it comes last
+    config = override(resolve("seed28"), parse_set(sets))
+    assert (config.lecam_weight, config.augment, config.epochs) == (0.3, "translation,cutout", 500)
+    assert variant_suffix(variant) == "-lecam_weight=0.3-augment=translation_cutout"
+    assert variant_suffix(()) == ""
