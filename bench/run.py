@@ -10,6 +10,9 @@ same size, FLOP/s against the peak measured in the same rounds, peak memory, a c
 and save time, and from those the whole 2250-epoch run on this machine (measured) and on 1 and 8
 GPUs (an estimate, `bench.projection`, with its arithmetic in the row's note).
 
+The `workers` group prices a run of several workers (`bench.workers`): 2 worker processes of 1
+CPU replica against 1 process of 2 on this machine, and the all-reduce projected to N GPU nodes.
+
 `--quick` figures are not meaningful (tiny models, short budgets), so its rows carry no target
 and no verdict.
 """
@@ -36,7 +39,10 @@ from bench.throughput import FEATURE_SETTING, LARGE_SETTING, QUICK_SETTINGS, SET
 from job.config import override
 
 GROUPS = ("step", "hardware", "scaling", "memory", "pipeline", "prepare", "quality", "intensity",
-          "checkpoint", LARGE_SETTING, "seed")
+          "checkpoint", LARGE_SETTING, "seed", "workers")
+# Not in a --quick run unless named: two worker processes over loopback take minutes whatever
+# the budget, and their ratio means nothing at two epochs.
+NOT_QUICK = ("workers",)
 CHECKPOINT_PRESETS = ("seed28", "default", "seed336x504")  # 28x28, 64x64, 336x504
 QUALITY_BUDGET_SECONDS = {True: 3.0, False: 300.0}  # early SWD moves fast: 5 min steadies it
 INTENSITY_BUDGET_SECONDS = {True: 3.0, False: 600.0}  # issue 19's budget: 10 minutes
@@ -68,7 +74,7 @@ def run(quick: bool, only: list[str] | None, out_dir: pathlib.Path,
         progress: Callable[[str], None] = print, seed_sets: tuple[str, ...] = ()) -> list[Row]:
     """Measure the selected groups (all by default); returns the rows in a fixed order.
     `seed_sets` (FIELD=VALUE) make the seed group train a variant of the seed's recipe."""
-    groups = set(only or GROUPS)
+    groups = set(only or [g for g in GROUPS if not (quick and g in NOT_QUICK)])
     rows: list[Row] = []
     need_steps = groups & {"step", "hardware", "memory"}
     settings = _settings(quick) if need_steps else []
@@ -110,6 +116,12 @@ def run(quick: bool, only: list[str] | None, out_dir: pathlib.Path,
             rows += _intensity_rows(quick, pathlib.Path(scratch), out_dir, progress)
     if "seed" in groups:
         rows += _seed_rows(quick, out_dir, progress, seed_sets)
+    if "workers" in groups:
+        from bench import workers
+
+        progress("workers: 1 worker x 2 CPU replicas vs 2 workers x 1 over loopback (own processes)")
+        with tempfile.TemporaryDirectory(prefix="covidct-bench-workers-") as scratch:
+            rows += workers.rows(*workers.measure(2 if quick else workers.EPOCHS, pathlib.Path(scratch)))
     if "memory" in groups:
         rows.append(row("memory bench process (peaks, pipeline, quality): peak RSS",
                         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MB",

@@ -3,6 +3,7 @@ processes x 1 CPU replica on this machine (the same global batch; the workers' c
 over loopback gRPC), and the arithmetic that projects the all-reduce to N GPU nodes.
 
     python -m bench.workers [--epochs 8] [--json FILE]     # ~5 min on 2 CPU cores
+    python -m bench --only workers --json FILE              # the same, as a group of the bench
 
 Both arms train the demo preset on the demo phantoms (`covidct prepare --demo`), each in its own
 processes, and are timed by the job's own per-epoch images/s (epochs after the first, which
@@ -32,6 +33,7 @@ NODE_GBIT_PER_S = 16.0
 PROJECTED_NODES = (2, 4, 8)
 PRESET = "demo"  # what this machine can time
 LONG_RUN = "seed336x504"  # what one would spread over GPU nodes (k8s/ray/rayjob/long-run.yaml)
+EPOCHS = 8  # per arm: the first traces, the median of the other 7 is the figure
 
 
 def gradient_bytes(preset: str = PRESET) -> int:
@@ -107,7 +109,7 @@ def measure(epochs: int, folder: pathlib.Path) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="covidct-bench-workers-") as scratch:

@@ -6,10 +6,10 @@ GPUs), the job's own `fit` in each under MultiWorkerMirroredStrategy.
 
 Ray Train's TensorflowTrainer starts the workers and writes each one's TF_CONFIG; `job.training.
 group` does the rest (one writer, the chief's state, agreed stops). A worker lost mid-run ends the
-group's step (its collectives fail or time out); Ray Train restarts the whole group, up to
+group's step (its collectives fail or time out, exit 1); a new group is started, up to
 MAX_FAILURES times, and every restart resumes from the run's newest complete checkpoint, since
 the run's own checkpoints (not Ray's) are what `fit` resumes from. Exit codes keep the contract:
-the workers' own `UserError` code when they agree on one, else 1 (retryable).
+the workers' own `UserError` code when they agree on one (2 and 143 end the run at once), else 1.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from job.errors import UserError
 # mid-run is one; a run that keeps losing workers has a cluster problem to look at).
 MAX_FAILURES = 5
 
+log = logging.getLogger("covidct")
+
 
 def train_group(config: TrainConfig, takeover: bool = False, report: bool = False) -> int:
     """Train `config` as `config.num_workers` Ray Train workers on the Ray cluster that
@@ -40,9 +42,8 @@ def train_group(config: TrainConfig, takeover: bool = False, report: bool = Fals
     Raises:
         ConfigError (exit 2): the dataset is not prepared (checked before any worker starts).
         StorageError (exit 1): the run URI cannot be reached.
-        UserError: a worker's own (its exit code), or exit 1 once Ray Train gave up. Outside a
-            trial, a worker's exit-2 error (a changed run identity, a divergence) is retried like
-            any other: Ray Train cannot tell them apart.
+        UserError: the workers' own when they agree on it (a changed run identity or a
+            divergence: 2, at once; SIGTERM: 143), or exit 1 after MAX_FAILURES restarts.
     """
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -55,28 +56,40 @@ def train_group(config: TrainConfig, takeover: bool = False, report: bool = Fals
     # absolute.
     config = override(config, {"data_dir": storage.absolute(config.data_dir),
                                "run_uri": storage.absolute(config.resolved_run_uri)})
-    # What would fail on every worker fails here, once: Ray Train retries any worker's error.
+    # What would fail on every worker fails here, once, before any worker starts.
     storage.check_reachable(config.run_uri)
     data.describe(config)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True)
     gpus = config.gpus_per_worker
-    trainer = TensorflowTrainer(
-        worker_loop,
-        train_loop_config={"config": config.to_dict(), "takeover": takeover, "report": report},
-        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=gpus > 0,
-                                     resources_per_worker={"CPU": config.cpus_per_worker,
-                                                           **({"GPU": gpus} if gpus else {})}),
-        # Ray Train keeps only its own bookkeeping here: the run's checkpoints are the job's.
-        run_config=RunConfig(name=config.name, storage_path=tempfile.mkdtemp(prefix="covidct-ray-train-"),
-                             failure_config=FailureConfig(max_failures=0 if report else MAX_FAILURES),
-                             callbacks=[TuneReportCallback()] if report else None),
-    )
-    try:
-        trainer.fit()
-    except Exception as error:  # Ray's TrainingFailedError: the workers' exceptions inside
-        raise group_error(error, attempts=1 if report else MAX_FAILURES + 1) from None
-    return 0
+    # Inside a Tune trial Tune retries the trial; here the group is restarted on exit 1 only
+    # (a lost worker, a collective timed out): Ray Train's own FailureConfig would also restart
+    # a group whose workers all said "will fail again" (2) or "preempted" (143).
+    restarts = 0 if report else MAX_FAILURES
+    attempt = 0
+    while True:
+        attempt += 1
+        trainer = TensorflowTrainer(
+            worker_loop,
+            train_loop_config={"config": config.to_dict(), "takeover": takeover, "report": report},
+            scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=gpus > 0,
+                                         resources_per_worker={"CPU": config.cpus_per_worker,
+                                                               **({"GPU": gpus} if gpus else {})}),
+            # Ray Train keeps only its own bookkeeping here: the run's checkpoints are the job's.
+            run_config=RunConfig(name=config.name,
+                                 storage_path=tempfile.mkdtemp(prefix="covidct-ray-train-"),
+                                 failure_config=FailureConfig(max_failures=0),
+                                 callbacks=[TuneReportCallback()] if report else None),
+        )
+        try:
+            trainer.fit()
+            return 0
+        except Exception as error:  # Ray's TrainingFailedError: the workers' exceptions inside
+            failure = group_error(error, attempt)
+        if failure.exit_code != 1 or attempt > restarts:
+            raise failure from None
+        log.warning(f"the worker group failed (attempt {attempt} of {restarts + 1}); a new group "
+                    f"resumes from the run's newest complete checkpoint: {failure}")
 
 
 def worker_loop(params: dict) -> None:

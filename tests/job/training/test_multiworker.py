@@ -174,7 +174,17 @@ def test_covidct_train_num_workers_runs_a_ray_train_group_that_survives_a_lost_w
             driver.kill()
             driver.wait()
     printed = log_path.read_text()
+    assert "the worker group failed (attempt 1 of 6); a new group resumes" in printed, printed[-4000:]
     assert "resumed from" in printed, printed[-4000:]
     assert_same_run(run, straight)
     # Only the chief wrote: the files of a one-process run (a TensorBoard event file per attempt).
     assert set(run_files(run)) == set(run_files(straight))
+
+    # What every worker says will fail again ends the run at once with exit 2, no restart: the
+    # same run with another latent size (a changed run identity).
+    done = subprocess.run(
+        [sys.executable, "-m", "job", *train_args(demo_data, run, EPOCHS + 2), "--num-workers", "2",
+         "--set", "latent_dim=16"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "config field 'latent_dim'" in done.stderr.strip().splitlines()[-1]
+    assert "attempt" not in done.stdout + done.stderr and "Traceback" not in done.stderr
