@@ -46,9 +46,6 @@ def train_group(config: TrainConfig, takeover: bool = False, report: bool = Fals
             divergence: 2, at once; SIGTERM: 143), or exit 1 after MAX_FAILURES restarts.
     """
     import ray
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.tensorflow import TensorflowTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     from job.training import data
 
@@ -59,8 +56,22 @@ def train_group(config: TrainConfig, takeover: bool = False, report: bool = Fals
     # What would fail on every worker fails here, once, before any worker starts.
     storage.check_reachable(config.run_uri)
     data.describe(config)
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True)
+    try:
+        return _run_group(config, takeover, report)
+    finally:
+        if started:  # Ray's last worker logs come out now, before the caller's one error line
+            ray.shutdown()
+
+
+def _run_group(config: TrainConfig, takeover: bool, report: bool) -> int:
+    """`train_group` on the Ray this process joined: new groups until one ends (see there)."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.tensorflow import TensorflowTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
     gpus = config.gpus_per_worker
     # Inside a Tune trial Tune retries the trial; here the group is restarted on exit 1 only
     # (a lost worker, a collective timed out): Ray Train's own FailureConfig would also restart

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.heavy
 # What a machine without a GPU printed before (issue 26); none of it may reach the user
 # (tests/test_readme.py holds `covidct prepare --demo`, run by `make demo`, to the same list).
 NOISE = ("cuInit", "cudart_stub", "Could not find cuda drivers", "absl::InitializeLog",
-         "Downloading and preparing dataset", "Unknown size")
+         "oneDNN custom operations", "Downloading and preparing dataset", "Unknown size")
 
 
 def covidct(*args: str, cwd=None) -> subprocess.CompletedProcess:

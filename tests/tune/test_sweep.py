@@ -219,7 +219,6 @@ def test_a_killed_driver_reruns_no_trial_finished_before_its_last_state_sync(
     assert len(_trials(sweep_uri)[running]) < 20, "the second trial ended before the kill: make it longer"
     (first,) = done
     first_metrics = storage.read_bytes(storage.join(sweep_uri, first, "run", "metrics.jsonl"))
-    first_results = storage.read_bytes(storage.join(sweep_uri, first, "result.json"))
 
     log_path.write_text("")
     assert finish(driver(ray_cluster, argv, log_path), log_path) == 0, log_path.read_text()[-4000:]
@@ -229,10 +228,12 @@ def test_a_killed_driver_reruns_no_trial_finished_before_its_last_state_sync(
     (second,) = set(trials) - {first}
     assert f"trial {second} finished: {SELECTION}" in printed and f"trial {first} finished" not in printed
     assert [h["epoch"] for h in trials[second]] == list(range(1, 21))
-    # Metrics lines carry each epoch's wall time, Ray's results their timestamps: a rerun of the
-    # first trial would have rewritten them.
+    # Metrics lines carry each epoch's wall time: a rerun of the first trial would have rewritten
+    # them. Ray's record of it holds no epoch twice: a rerun finds the run complete and reports
+    # its last epoch again. (Ray's copy of result.json in storage may lag the trial's end at the
+    # kill, and the resumed driver's sync may complete it, so its bytes are no witness.)
     assert storage.read_bytes(storage.join(sweep_uri, first, "run", "metrics.jsonl")) == first_metrics
-    assert storage.read_bytes(storage.join(sweep_uri, first, "result.json")) == first_results
+    assert [r["epoch"] for r in ray_results(sweep_uri, first)] in ([1], [1, 2])
 
 
 # -- bad input: one message each, before any trial ---------------------------------------------
