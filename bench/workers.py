@@ -48,6 +48,20 @@ def ring_allreduce_seconds(nbytes: int, nodes: int, gbit_per_s: float = NODE_GBI
     return 2 * (nodes - 1) / nodes * nbytes * 8 / (gbit_per_s * 1e9)
 
 
+def projected_speedup(nodes: int, split_batch: bool, preset: str = LONG_RUN) -> float:
+    """Images/s on `nodes` one-L4 nodes over one such node, for `preset`'s step: the batch of one
+    GPU split over the nodes (`split_batch`: the same global batch, each GPU 1/N of the compute),
+    or each node a whole one (a global batch N times larger). Step = compute + ring all-reduce,
+    not overlapped (MultiWorkerMirroredStrategy reduces after the backward pass); the compute
+    is `bench.projection`'s one-L4 estimate from the step's FLOPs."""
+    from bench.projection import gpu_seconds_per_step
+
+    config = resolve(preset)
+    one = gpu_seconds_per_step(capacity(config).step_flops_per_image * config.global_batch_size)
+    step = (one / nodes if split_batch else one) + ring_allreduce_seconds(gradient_bytes(preset), nodes)
+    return one / step if split_batch else nodes * one / step
+
+
 def rows(one_process: float, two_workers: float) -> list[Row]:
     """The rows from the two arms' images/s, and the all-reduce of each step per preset."""
     note = (f"{PRESET} preset, the same global batch; on one machine both arms share the cores, "
@@ -67,6 +81,17 @@ def rows(one_process: float, two_workers: float) -> list[Row]:
             note=f"ring all-reduce, 2 (N-1)/N x {nbytes / 2**20:.1f} MB per node at "
                  f"{NODE_GBIT_PER_S:g} Gbit/s (g2-standard-8 egress), bandwidth term only; set "
                  "beside one GPU's step time for the share lost to communication"))
+    batch = resolve(LONG_RUN).global_batch_size
+    for nodes in PROJECTED_NODES:
+        for split in (True, False):
+            kind = (f"global batch {batch} split" if split else
+                    f"global batch {batch} x {nodes} ({batch} per GPU)")
+            out.append(row(
+                f"workers {LONG_RUN}: projected speed-up on {nodes} L4 nodes, {kind}",
+                projected_speedup(nodes, split), "x 1 node",
+                note="estimate: compute (bench.projection's one-L4 step) / N or whole, plus the "
+                     "ring all-reduce above, not overlapped; latency and the per-step stop vote "
+                     "left out"))
     return out
 
 

@@ -184,10 +184,17 @@ def test_the_workers_rows_price_the_group_and_project_the_all_reduce():
     out = {r.name: r for r in rows(10.0, 8.0)}
     (group,) = [r for name, r in out.items() if "vs 1 worker x 2" in name]
     assert math.isclose(group.ratio, 0.8) and group.better == "higher"
-    projected = [r.value for name, r in out.items() if "projected" in name]
+    projected = [r.value for name, r in out.items() if "projected all-reduce" in name]
     assert len(projected) == 3 and projected == sorted(projected)  # more nodes, more per node
     assert math.isclose(projected[-1], 1000 * ring_allreduce_seconds(gradient_bytes(LONG_RUN), 8))
     assert gradient_bytes(LONG_RUN) > gradient_bytes()  # 336x504 models are the larger
+    # Splitting one GPU's batch gains less than N; whole batches per node gain more, still < N.
+    split = [out[f"workers {LONG_RUN}: projected speed-up on {n} L4 nodes, global batch 16 split"].value
+             for n in (2, 4, 8)]
+    whole = [out[f"workers {LONG_RUN}: projected speed-up on {n} L4 nodes, global batch 16 x {n} "
+                 "(16 per GPU)"].value for n in (2, 4, 8)]
+    assert all(1 < s < w < n for s, w, n in zip(split, whole, (2, 4, 8))), (split, whole)
+    assert split == sorted(split) and whole == sorted(whole)
 
 
 def test_a_seed_variant_trains_the_seeds_recipe_then_its_overrides_in_a_folder_of_its_own():
