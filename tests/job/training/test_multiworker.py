@@ -89,7 +89,7 @@ def assert_same_run(run: Path, reference: Path, whole_from: int = 1) -> None:
     assert [m["epoch"] for m in ours] == list(range(1, EPOCHS + 1))  # one writer: no line twice
     for a, b in list(zip(theirs, ours))[whole_from - 1:]:
         for key in ("g_loss", "d_loss", "d_real_acc"):
-            assert b[key] == pytest.approx(a[key], rel=1e-3), (b["epoch"], key)
+            assert b[key] == pytest.approx(a[key], rel=1e-4), (b["epoch"], key)  # issue 25: 1e-4
     expected, arrays = checkpoint_arrays(reference), checkpoint_arrays(run)
     assert arrays.keys() == expected.keys()
     for key, value in expected.items():
