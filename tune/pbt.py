@@ -27,7 +27,7 @@ from job.config import RESUMABLE_FIELDS
 from job.errors import ConfigError
 from tune import space as spaces
 
-MUTABLE = tuple(sorted(RESUMABLE_FIELDS - set(spaces.RESERVED)))
+MUTABLE = tuple(sorted(RESUMABLE_FIELDS - set(spaces.RESERVED) - set(spaces.FIXED)))
 
 
 def varies(dim: spaces.Dim) -> bool:

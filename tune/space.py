@@ -34,10 +34,10 @@ RESERVED = {
     "name": "each trial is named after its trial id",
     "run_uri": "each trial writes to <sweep>/<trial id>/run",
     "cpu_replicas": "it follows --cpus-per-trial (or --cpu-replicas) for every trial alike",
-    # Tune holds one resource request for every trial: a trial's workers are the sweep's.
-    **{field: "every trial has the same workers: give it once, e.g. --set num_workers=2"
-       for field in ("num_workers", "gpus_per_worker", "cpus_per_worker")},
 }
+# One value for every trial, in the space file or as --set: Tune holds one resource request for
+# all trials, so a trial's workers are the sweep's (`split_fixed` folds them into the base).
+FIXED = ("num_workers", "gpus_per_worker", "cpus_per_worker")
 # Above this many combinations, each field's values are checked alone (`check`).
 MAX_COMBINATIONS = 20_000
 # An integer range wider than this is checked at this many values, half at each end (`drawable`).
@@ -107,11 +107,20 @@ def parse_space(data: Mapping[str, Any], source: str = "the search space") -> Sp
         if field in RESERVED:
             raise ConfigError(field, f"cannot be searched in {source}: {RESERVED[field]}")
         space[field] = _parse_dim(field, spec, source)
+        if field in FIXED and space[field].kind != "constant":
+            raise ConfigError(field, f"cannot be searched in {source}: every trial has the same "
+                                     f"workers; give one value ({field}: 2) or --set {field}=2")
     for field, dim in space.items():
         if dim.kind == "same_as" and (dim.args[0] not in space or space[dim.args[0]].kind == "same_as"):
             raise ConfigError(field, f"same_as {dim.args[0]!r} in {source}: that field must be searched "
                                      "in the same space (and not be tied itself)")
     return space
+
+
+def split_fixed(space: Space) -> tuple[Space, dict]:
+    """The space without its FIXED fields, and their one value each (for the sweep's base)."""
+    fixed = {f: d.args[0] for f, d in space.items() if f in FIXED}
+    return {f: d for f, d in space.items() if f not in FIXED}, fixed
 
 
 def _parse_dim(field: str, spec: Any, source: str) -> Dim:

@@ -83,11 +83,14 @@ def run_sweep(
     from tune import report
 
     plans.check_arguments(name, num_samples, scheduler)
+    space = spaces.load_space(space_file) if space_file else None
+    if space:  # the workers, one value for every trial: the base's, as if given with --set
+        space, fixed = spaces.split_fixed(space)
+        base, space = override(base, fixed), space or None
     workers = base.num_workers
     if workers > 1:
         plans.check_group(workers, scheduler, gpus_per_trial, cpus_per_trial)
         gpus_per_trial, cpus_per_trial = base.gpus_per_worker, base.cpus_per_worker
-    space = spaces.load_space(space_file) if space_file else None
     if space and scheduler == "pbt":
         pbt.check_space(space)  # before the cluster and the data: the space alone decides
     storage_uri = storage.absolute(storage_uri)

@@ -246,10 +246,14 @@ def test_unknown_field_in_the_space_file_is_refused(tmp_path, capsys):
     message = sweep_refused(capsys, "--space", str(space), "--storage", str(storage_dir))
     assert "'g_learning_rate': unknown field in" in message and "did you mean g_lr" in message
     assert not storage_dir.exists()
-    # Tune holds one resource request for all trials: the workers are the sweep's, not drawn.
+    # Tune holds one resource request for all trials: the workers are the sweep's, not drawn ...
     space.write_text(json.dumps({"num_workers": [1, 2]}))
     message = sweep_refused(capsys, "--space", str(space), "--storage", str(storage_dir))
     assert "'num_workers': cannot be searched in" in message and "--set num_workers=2" in message
+    # ... one value in the space file is the sweep's, as --set would make it: checked as such.
+    space.write_text(json.dumps({"num_workers": 2, "g_lr": [1e-4, 2e-4]}))
+    message = sweep_refused(capsys, "--space", str(space), "--scheduler", "pbt", "--storage", str(storage_dir))
+    assert "--scheduler pbt cannot run trials of 2 workers" in message
 
 
 @pytest.mark.parametrize("argv, words", [
