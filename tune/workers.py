@@ -27,6 +27,9 @@ from job.errors import UserError
 MAX_FAILURES = 5
 
 log = logging.getLogger("covidct")
+# How long a group waits for its workers' resources (Ray Train's default: 60 s, then a logged
+# traceback and another wait, forever). GPU nodes that an autoscaler adds from zero take minutes.
+WORKER_START_SECONDS = 900
 
 
 def train_group(config: TrainConfig, takeover: bool = False, report: bool = False) -> int:
@@ -56,6 +59,8 @@ def train_group(config: TrainConfig, takeover: bool = False, report: bool = Fals
     # What would fail on every worker fails here, once, before any worker starts.
     storage.check_reachable(config.run_uri)
     data.describe(config)
+    # Ray Train hands its RAY_TRAIN_* variables from this process to its controller and workers.
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", str(WORKER_START_SECONDS))
     started = not ray.is_initialized()
     if started:
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True)
