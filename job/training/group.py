@@ -15,7 +15,7 @@ so what must not differ between them is settled here:
   checkpoint timer runs per process: `Votes` all-reduces such flags at each step boundary, so all
   workers stop, or save, at the same step.
 - **No hang.** A collective that waits past `collective_timeout_seconds` for a lost worker, or
-  finds its peer gone, ends the worker with exit 1 (`GroupLost`): Ray Train restarts the group.
+  finds its peer gone, ends the worker with exit 1 (`GroupLost`): the launcher starts a new group.
 """
 
 from __future__ import annotations

@@ -143,8 +143,8 @@ def test_covidct_train_num_workers_runs_a_ray_train_group_that_survives_a_lost_w
         demo_data, straight, tmp_path):
     # `covidct train --num-workers 2` starts a local Ray instance (RAY_ADDRESS=local: never the
     # tune tests' cluster), whose TensorflowTrainer starts the two workers and their TF_CONFIG.
-    # One worker is SIGKILLed after the first checkpoint (a node reclaimed): Ray Train restarts
-    # the group, which resumes from the run and ends with the weights of a straight run. The
+    # One worker is SIGKILLed after the first checkpoint (a node reclaimed): the launcher starts
+    # a new group, which resumes from the run and ends with the weights of a straight run. The
     # killed group's chief never released its lease: a short one keeps the restart quick.
     import psutil
 
