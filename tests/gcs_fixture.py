@@ -6,6 +6,7 @@ rather than in memory, so a test can stop it to simulate an outage and start it 
 port with every object still there. `gcs_prefix` gives each test its own gs:// prefix.
 """
 
+import json
 import shutil
 import socket
 import subprocess
@@ -84,9 +85,25 @@ class GcsEmulator:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        """Stop the process (SIGTERM, then SIGKILL) and wait until it has exited."""
+        """Stop the process (SIGTERM, then SIGKILL) and wait until it has exited.
+
+        The emulator rewrites its whole object index (`<data dir>/.meta`) in place on every
+        change, so a stop during a client's upload can leave it cut off, and the emulator then
+        refuses to start again. The index read just before the stop is put back in that case
+        (the outage this simulates loses at most the uploads of those milliseconds, which their
+        clients retry)."""
         if self._process is None:
             return
+        index = self._data_dir / ".meta"
+        snapshot = None
+        for _ in range(20):  # a read that caught a write half-way is not JSON: read again
+            try:
+                snapshot = index.read_bytes()
+                json.loads(snapshot)
+                break
+            except (OSError, ValueError):
+                snapshot = None
+                time.sleep(0.05)
         if self._process.poll() is None:
             self._process.terminate()
             try:
@@ -95,6 +112,13 @@ class GcsEmulator:
                 self._process.kill()
                 self._process.wait()
         self._process = None
+        try:
+            json.loads(index.read_bytes())
+        except FileNotFoundError:
+            pass
+        except ValueError:
+            if snapshot is not None:
+                index.write_bytes(snapshot)
 
     def _answers(self) -> bool:
         url = f"{self.endpoint}/storage/v1/b/{self.bucket}"
