@@ -112,12 +112,10 @@ class GcsEmulator:
                 self._process.kill()
                 self._process.wait()
         self._process = None
-        try:
-            json.loads(index.read_bytes())
-        except FileNotFoundError:
-            pass
-        except ValueError:
-            if snapshot is not None:
+        if snapshot is not None and index.exists():
+            try:
+                json.loads(index.read_bytes())
+            except ValueError:
                 index.write_bytes(snapshot)
 
     def _answers(self) -> bool:
