@@ -22,7 +22,7 @@ demo: $(BIN)/covidct
 	$(BIN)/covidct generate --run runs/demo --n 16 --out out/demo
 
 # Every test, heavy ones included (what CI runs), one process per core (at most 4); tests/conftest.py
-# asks for each module in one process (not honoured by pytest 9.2 + pytest-xdist 3.8: see there).
+# asks for each module in one process (tests/test_grouping.py checks it is honoured).
 XDIST ?= -n auto --maxprocesses 4 --dist loadgroup
 test: $(BIN)/covidct
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)

@@ -60,9 +60,9 @@ LONGEST_GROUPS = (
 )
 
 
-# Not in effect with pytest 9.2 and pytest-xdist 3.8.0: xdist writes the group into
-# `item._nodeid`, and pytest 9.2 builds `nodeid` from `item._id`, so every test is scheduled alone
-# (checked with explicit xdist_group marks). The order below still holds.
+# tryfirst: xdist's own hook (in each worker) turns the marks into the group, so they must be
+# there before it runs. pyproject.toml keeps pytest below 9.2, where xdist 3.8's grouping works.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Groups for pytest-xdist's `--dist loadgroup` (`make test`): each test module runs whole in
     one worker, so a module fixture (a trained run, a Ray cluster) is built once; tests/tune's
