@@ -39,7 +39,7 @@ from bench.throughput import FEATURE_SETTING, LARGE_SETTING, QUICK_SETTINGS, SET
 from job.config import override
 
 GROUPS = ("step", "hardware", "scaling", "memory", "pipeline", "prepare", "quality", "intensity",
-          "checkpoint", LARGE_SETTING, "seed", "workers")
+          "checkpoint", LARGE_SETTING, "seed", "utility", "workers")
 # Not in a --quick run unless named: two worker processes over loopback take minutes whatever
 # the budget, and their ratio means nothing at two epochs.
 NOT_QUICK = ("workers",)
@@ -116,6 +116,8 @@ def run(quick: bool, only: list[str] | None, out_dir: pathlib.Path,
             rows += _intensity_rows(quick, pathlib.Path(scratch), out_dir, progress)
     if "seed" in groups:
         rows += _seed_rows(quick, out_dir, progress, seed_sets)
+    if "utility" in groups:
+        rows += _utility_rows(quick, out_dir, progress)
     if "workers" in groups:
         from bench import workers
 
@@ -194,6 +196,16 @@ def _seed_rows(quick, out_dir, progress, sets: tuple[str, ...] = ()) -> list[Row
     source = sources.pick(quick, folder)
     measured = seed.run(source.manual_dir, quick, folder, not source.real, progress, sets)
     return seed.rows(measured, source.kind, quick, sets)
+
+
+def _utility_rows(quick, out_dir, progress) -> list[Row]:
+    """The classifier experiment with a conditional generator (`bench.utility`), kept beside the
+    JSON so a cut run continues."""
+    from bench import utility
+
+    folder = out_dir / ("utility-quick" if quick else "utility")
+    source = sources.pick(quick, folder)
+    return utility.rows(utility.measure(source.manual_dir, quick, folder, not source.real, progress))
 
 
 def machine() -> str:

@@ -43,10 +43,11 @@ def variant_suffix(sets: tuple[str, ...]) -> str:
 
 
 def train_args(data_dir: str, run: pathlib.Path, epochs: int, quick: bool,
-               synthetic: bool = False, variant: tuple[str, ...] = ()) -> list[str]:
-    """`covidct train` arguments of the seed's setting (checkpoints kept at every stated epoch),
-    then the `variant`'s FIELD=VALUE overrides."""
-    sets = [f"allow_synthetic_data={str(synthetic).lower()}", "labels=covid", "dataset_config=28", f"data_dir={data_dir}", f"epochs={epochs}",
+               synthetic: bool = False, variant: tuple[str, ...] = (), labels: str = "covid") -> list[str]:
+    """`covidct train` arguments of the seed's setting on `labels` ("" = every class; checkpoints
+    kept at every stated epoch), then the `variant`'s FIELD=VALUE overrides."""
+    sets = [f"allow_synthetic_data={str(synthetic).lower()}", f"labels={labels}", "dataset_config=28",
+            f"data_dir={data_dir}", f"epochs={epochs}",
             f"checkpoint_every_epochs={1 if quick else 50}", "keep_checkpoints=20"]
     if quick:
         sets += ["g_depth=3", "d_depth=3", "g_filters=8", "d_filters=8", "latent_dim=32",
@@ -58,7 +59,7 @@ def train_args(data_dir: str, run: pathlib.Path, epochs: int, quick: bool,
     return args
 
 
-def _covidct(args: list[str], log: pathlib.Path) -> int:
+def covidct(args: list[str], log: pathlib.Path) -> int:
     """Run `python -m job ARGS` from the repo, appending its output to `log`; its exit code."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(_REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
@@ -69,7 +70,8 @@ def _covidct(args: list[str], log: pathlib.Path) -> int:
                               stdout=out, stderr=subprocess.STDOUT).returncode
 
 
-def _must(code: int, what: str, log: pathlib.Path, allowed=(0,)) -> None:
+def must(code: int, what: str, log: pathlib.Path, allowed=(0,)) -> None:
+    """Raises RuntimeError naming the step and its log unless `code` is one of `allowed`."""
     if code not in allowed:
         raise RuntimeError(f"{what} failed (exit {code}); see {log}")
 
@@ -87,17 +89,17 @@ def run(manual_dir: str, quick: bool, folder: pathlib.Path, synthetic: bool = Fa
     run_dir = folder / "run"
     epochs = EPOCHS_QUICK if quick else EPOCHS_FULL
     progress(f"seed: prepare 28x28 from {manual_dir} (log: {log})")
-    _must(_covidct(["prepare", "--manual-dir", manual_dir, "--config", "28", "--data-dir",
+    must(covidct(["prepare", "--manual-dir", manual_dir, "--config", "28", "--data-dir",
                     data_dir, "--if-missing"], log), "prepare", log)
     progress(f"seed: train seed28 on the covid scans to epoch {epochs[-1]} in {run_dir}")
-    _must(_covidct(train_args(data_dir, run_dir, epochs[-1], quick, synthetic, variant), log), "train", log)
+    must(covidct(train_args(data_dir, run_dir, epochs[-1], quick, synthetic, variant), log), "train", log)
     reports = {}
     for epoch in epochs:
         out = folder / f"e{epoch}"
         if not (out / "report.json").exists():
             progress(f"seed: evaluate epoch {epoch}")
             # 3 = the report was written and the generator failed its verdict: a figure, not an error.
-            _must(_covidct(["evaluate", "--run", str(run_dir), "--checkpoint", str(epoch), "--n",
+            must(covidct(["evaluate", "--run", str(run_dir), "--checkpoint", str(epoch), "--n",
                             str(EVAL_IMAGES[quick]), "--out", str(out)], log),
                   f"evaluate epoch {epoch}", log, allowed=(0, 3))
         reports[epoch] = json.loads((out / "report.json").read_text())

@@ -111,7 +111,7 @@ def test_quick_bench_writes_finite_rows(tmp_path):
         assert r["better"] in ("higher", "lower")
     prefixes = {n.split(" ")[0] for n in names}
     assert {"step", "cost", "flops", "utilisation", "peak", "scaling", "memory", "pipeline",
-            "prepare", "quality", "intensity", "checkpoint", "projection"} <= prefixes, prefixes
+            "prepare", "quality", "intensity", "checkpoint", "projection", "utility"} <= prefixes, prefixes
     assert any(n.startswith("step seed336x504") for n in names)
     assert "MISSED" not in proc.stdout + proc.stderr
     assert (tmp_path / "bench_quality.png").stat().st_size > 0
