@@ -86,7 +86,8 @@ def _scores(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def interval(per_seed_test: np.ndarray, y: np.ndarray, *, seed: int = 0) -> dict[str, dict]:
     """{"accuracy", "auc"}: {"mean", "low", "high", "per_seed"} of the mean over seeds, from
     (S, N) covid probabilities of the N test scans (labels `y`) by S seeds' classifiers; or, for
-    a paired gain, (2, S, N): an arm's and the reference's, the figures being arm minus reference."""
+    a paired gain, (2, S, N): an arm's and the reference's, the figures being arm minus reference.
+    The interval stays within [0, 1] (a gain's within [-1, 1])."""
     paired = per_seed_test.ndim == 3
     arms = per_seed_test if paired else per_seed_test[None]
     s, n = arms.shape[1:]
@@ -104,8 +105,10 @@ def interval(per_seed_test: np.ndarray, y: np.ndarray, *, seed: int = 0) -> dict
         lo, hi = np.nanquantile(boot, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
         mean = float(np.mean(per_seed))
         half = t * float(np.std(per_seed, ddof=1)) / math.sqrt(s) if s > 1 else math.inf
-        out[name] = {"mean": mean, "low": float(min(lo, mean - half)),
-                     "high": float(max(hi, mean + half)), "per_seed": per_seed.tolist()}
+        # Held inside what the figure can be: with 2 seeds the t-interval alone spans beyond it.
+        bounds = (-1.0, 1.0) if paired else (0.0, 1.0)
+        out[name] = {"mean": mean, "low": float(max(bounds[0], min(lo, mean - half))),
+                     "high": float(min(bounds[1], max(hi, mean + half))), "per_seed": per_seed.tolist()}
     return out
 
 

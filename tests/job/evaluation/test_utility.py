@@ -46,6 +46,17 @@ def test_the_interval_holds_the_seeds_t_interval_and_the_gain_is_paired():
     assert utility.verdict(same) == "no gain"
 
 
+def test_an_interval_never_leaves_the_range_of_its_figure():
+    # Two seeds far apart: the t-interval (12.7 standard errors) alone would pass 0 and 1.
+    y = np.arange(40) % 2 == 0
+    p = np.stack([np.where(y, 0.9, 0.1), np.where(y, 0.1, 0.9)])  # all right, all wrong
+    out = utility.interval(p, y)
+    for name in ("accuracy", "auc"):
+        assert out[name]["low"] == 0.0 and out[name]["high"] == 1.0 and out[name]["mean"] == 0.5
+    gain = utility.interval(np.stack([p, p[::-1]]), y)  # +1 on one seed, -1 on the other
+    assert gain["auc"]["low"] == -1.0 and gain["auc"]["high"] == 1.0
+
+
 def test_augment_keeps_range_and_changes_each_image():
     x, _ = _scans(8, seed=0)
     a = utility.augment(x, seed=1)
