@@ -1,5 +1,5 @@
 """The benchmark run: measure every group, turn the measurements into rows (`bench.step_rows`,
-`bench.data_rows`, `bench.seed`).
+`bench.data_rows`, `bench.seed`, `bench.utility`, `bench.workers`).
 
 Step throughput (with the device's peak timed in the same rounds) runs one process per setting
 (`bench.throughput`) and prepare one process (`bench.prepare`), so each reports its own peak RSS;
@@ -205,7 +205,8 @@ def _utility_rows(quick, out_dir, progress) -> list[Row]:
 
     folder = out_dir / ("utility-quick" if quick else "utility")
     source = sources.pick(quick, folder)
-    return utility.rows(utility.measure(source.manual_dir, quick, folder, not source.real, progress))
+    return utility.rows(utility.measure(source.manual_dir, quick, folder, not source.real, progress),
+                        source.kind)
 
 
 def machine() -> str:

@@ -9,9 +9,11 @@ classes in the training split's proportions) or one run per class (`--set labels
 drawn as. Without runs only the real and classical arms are measured: the classifier's baseline.
 
 `measure` is the group `python -m bench --only utility`: through the job's own commands it
-prepares the full set at 28x28, trains one class-conditional seed28 run with LeCam (the recipe
-that met the quality target in the seed group) on every training scan, and runs the experiment
-with its best checkpoint. Every step is idempotent, so a cut run continues.
+prepares the scans the bench was given (`COVIDCT_FULL_DIR`, else the sample, else the phantoms)
+at 28x28, trains one class-conditional seed28 run with LeCam (the recipe that met the quality
+target in the seed group) on every training scan, and runs the experiment with its best
+checkpoint. Preparing and training are idempotent, so a cut run continues from its last
+checkpoint; the classifier arms (minutes) run again.
 """
 
 from __future__ import annotations
@@ -85,6 +87,11 @@ EPOCHS = {True: 2, False: 250}
 QUICK = {"seeds": 2, "steps": 20, "ratios": (1.0,)}  # proves the path; its figures mean nothing
 
 
+def train_args(data_dir: str, run: pathlib.Path, quick: bool, synthetic: bool = False) -> list[str]:
+    """`covidct train` arguments of the generator: the seed's setting on every class, then `RECIPE`."""
+    return seed_group.train_args(data_dir, run, EPOCHS[quick], quick, synthetic, RECIPE, labels="")
+
+
 def measure(manual_dir: str, quick: bool, folder: pathlib.Path, synthetic: bool = False,
             progress: Callable[[str], None] = print) -> dict:
     """Prepare `manual_dir` at 28x28 in `folder`, train the conditional generator (`RECIPE`,
@@ -101,20 +108,21 @@ def measure(manual_dir: str, quick: bool, folder: pathlib.Path, synthetic: bool 
                                         "--data-dir", data_dir, "--if-missing"], log), "prepare", log)
     progress(f"utility: train a conditional seed28 run ({', '.join(RECIPE)}) to epoch "
              f"{EPOCHS[quick]} in {run_dir}")
-    args = seed_group.train_args(data_dir, run_dir, EPOCHS[quick], quick, synthetic, RECIPE, labels="")
-    seed_group.must(seed_group.covidct(args, log), "train", log)
+    seed_group.must(seed_group.covidct(train_args(data_dir, run_dir, quick, synthetic), log), "train", log)
     progress("utility: the classifier's arms (real, classical, synthetic), every seed")
     settings = QUICK if quick else {}
     measured = run(data_dir, [str(run_dir)], checkpoint="best", synthetic_data=synthetic, **settings)
     return {**measured, "recipe": list(RECIPE), "epochs": EPOCHS[quick]}
 
 
-def rows(measured: dict) -> list[Row]:
+def rows(measured: dict, source_kind: str = "") -> list[Row]:
     """Per arm its AUC and accuracy (interval in the note), per synthetic arm its AUC gain over
-    real (reference 0: "gain" only when the interval's low end is above it)."""
+    real (reference 0: "gain" only when the interval's low end is above it). `source_kind` (full,
+    sample, demo) names the scans in each row."""
     result = measured["result"]
     st = result["settings"]
-    head = f"utility {measured['dataset']} ({st['seeds']} seeds, {st['steps']} batches)"
+    scans = f"{source_kind} scans, " if source_kind else ""
+    head = f"utility {measured['dataset']} ({scans}{st['seeds']} seeds, {st['steps']} batches)"
     out = []
     for name, arm in result["arms"].items():
         for key, unit in (("auc", "AUC"), ("accuracy", "accuracy")):

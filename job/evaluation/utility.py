@@ -21,7 +21,8 @@ a utility figure worth citing (not measured yet).
 **Intervals** (95%): a two-level bootstrap (`BOOTSTRAP` resamples of the seeds and, within each,
 of the test scans; scans, not patients, since the test split carries no patient per scan) of the
 mean over seeds, widened where needed to hold the t-interval over the seeds (n - 1 degrees of
-freedom): neither the test sample's noise nor the seeds' is hidden. The gain of an arm over
+freedom), and held within [0, 1] (a gain's within [-1, 1]): neither the test sample's noise
+nor the seeds' is hidden. The gain of an arm over
 `real` is the same interval of the paired per-seed difference (same seed, same test scans);
 "gain" only when its lower end is above 0, so "no gain" is a possible answer.
 

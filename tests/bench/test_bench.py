@@ -209,3 +209,13 @@ def test_a_seed_variant_trains_the_seeds_recipe_then_its_overrides_in_a_folder_o
     assert (config.lecam_weight, config.augment, config.epochs) == (0.3, "translation,cutout", 500)
     assert variant_suffix(variant) == "-lecam_weight=0.3-augment=translation_cutout"
     assert variant_suffix(()) == ""
+
+
+def test_the_utility_generator_is_the_seeds_setting_on_every_class_conditional_with_lecam():
+    from bench import utility
+    from job.config import override, parse_set, resolve
+
+    args = utility.train_args("tfds", pathlib.Path("run"), quick=False)
+    config = override(resolve("seed28"), parse_set([args[i + 1] for i, a in enumerate(args) if a == "--set"]))
+    assert config.label_names == () and config.conditional and config.lecam_weight == 0.3
+    assert config.epochs == utility.EPOCHS[False] == 250 and config.dataset_config == "28"

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,30 @@ def ray_cluster(object_user_bucket):
             yield cluster
     finally:
         cluster.stop()
+
+
+def submitted(cluster: AutoscalingCluster, argv: list[str], seconds: float = JOB_SECONDS) -> str:
+    """`ray job submit ... -- python -m tune ARGV`, waited for; the job's logs once it succeeded
+    (the test fails with the logs' tail if it failed or ran over `seconds`)."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    job_id = f"covidct-sweep-{uuid.uuid4().hex[:8]}"
+    submit = [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard,
+              "--submission-id", job_id, "--no-wait", "--", "python", "-m", "tune", *argv]
+    done = subprocess.run(submit, env=cluster.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    client = JobSubmissionClient(cluster.dashboard)
+    deadline = time.monotonic() + seconds
+    while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED,
+                                                             JobStatus.STOPPED}:
+        if time.monotonic() > deadline:
+            client.stop_job(job_id)
+            pytest.fail(f"job {job_id} still {status} after {seconds} s:\n"
+                        f"{client.get_job_logs(job_id)[-4000:]}")
+        time.sleep(2)
+    logs = client.get_job_logs(job_id)
+    assert status == JobStatus.SUCCEEDED, logs[-6000:]
+    return logs
 
 
 def driver(cluster: AutoscalingCluster, argv: list[str], log_path: Path) -> subprocess.Popen:

@@ -2,14 +2,13 @@
 
 A sweep submitted with `ray job submit` scales the cluster from zero, has one trial diverge (it
 ends finished, worst score, no retry) and exits 0; `best` pulls its winner and `generate` draws
-from it; a trial that is a 2-worker Ray Train run finishes the same way; a driver killed with SIGKILL is resubmitted and reruns no trial that had finished; bad
+from it; a driver killed with SIGKILL is resubmitted and reruns no trial that had finished; bad
 input fails before any trial with one line and the contract's exit code.
 """
 
 import json
 import math
 import re
-import subprocess
 import time
 import uuid
 
@@ -21,8 +20,8 @@ from job.errors import ConfigError, Diverged
 from job.metrics.registry import SELECTION_METRIC as SELECTION
 from tests.gcs_fixture import free_port
 from tests.tune.conftest import (
-    BIN, BUCKET_METADATA, JOB_SECONDS, MAX_WORKERS, driver, finish, parse, ray_results, space_file,
-    sweep_refused, synced_statuses, trials as _trials,
+    BUCKET_METADATA, JOB_SECONDS, MAX_WORKERS, driver, finish, parse, ray_results, space_file,
+    submitted, sweep_refused, synced_statuses, trials as _trials,
 )
 # Every sweep here: the smoke preset (28x28, 2 epochs, checkpoints and SWD every epoch), two
 # trials, and a grace period of the whole run so ASHA never stops a trial early.
@@ -57,36 +56,12 @@ def submitted_sweep(ray_cluster, demo_data, memory_bucket, object_user_bucket, t
     """
     storage_uri = memory_bucket.uri(f"job-{uuid.uuid4().hex[:8]}/sweeps")  # a prefix never seen
     space = space_file(tmp_path_factory.mktemp("space"), {"r1_gamma": {"grid": [0.0, 1.0e30]}})
-    logs = _submitted(ray_cluster, [
+    logs = submitted(ray_cluster, [
         "--preset", "smoke", "--set", "norm=none",  # R1 needs it
         "--num-samples", "1", "--grace-period", "2", "--space", space, "--gpus-per-trial", "0",
         "--cpus-per-trial", "1", "--max-concurrent-trials", str(MAX_WORKERS), "--name", "jobsweep",
         "--storage", storage_uri, "--data-dir", demo_data], JOB_SECONDS)
     return storage.join(storage_uri, "jobsweep"), logs
-
-
-def _submitted(ray_cluster, argv: list[str], seconds: float) -> str:
-    """`ray job submit ... -- python -m tune ARGV`, waited for; the job's logs once it succeeded
-    (the test fails with the logs' tail if it failed or ran over `seconds`)."""
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
-    job_id = f"covidct-sweep-{uuid.uuid4().hex[:8]}"
-    submit = [str(BIN / "ray"), "job", "submit", "--address", ray_cluster.dashboard,
-              "--submission-id", job_id, "--no-wait", "--", "python", "-m", "tune", *argv]
-    done = subprocess.run(submit, env=ray_cluster.env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    client = JobSubmissionClient(ray_cluster.dashboard)
-    deadline = time.monotonic() + seconds
-    while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED,
-                                                             JobStatus.STOPPED}:
-        if time.monotonic() > deadline:
-            client.stop_job(job_id)
-            pytest.fail(f"job {job_id} still {status} after {seconds} s:\n"
-                        f"{client.get_job_logs(job_id)[-4000:]}")
-        time.sleep(2)
-    logs = client.get_job_logs(job_id)
-    assert status == JobStatus.SUCCEEDED, logs[-6000:]
-    return logs
 
 
 def _diverged_and_good(sweep_uri: str) -> tuple[str, str]:
@@ -177,54 +152,6 @@ def test_best_downloads_a_checkpoint_generate_turns_into_pngs(submitted_sweep, t
     pngs = generate_pngs(str(out), str(tmp_path / "pngs"), n=4, checkpoint="best")  # file names
     assert len(pngs) == 4
     with Image.open(tmp_path / "pngs" / pngs[0]) as image:
-        assert image.size == (28, 28) and image.text["synthetic"] == "true"
-
-
-# -- a sweep whose trial is a Ray Train run of 2 workers -----------------------------------------
-
-
-@pytest.fixture(scope="module")
-def group_sweep(ray_cluster, demo_data, memory_bucket):
-    """One trial that is itself a 2-worker Ray Train run (Tune + Train V2), submitted with `ray job
-    submit`: the trial needs both 1-CPU nodes, which the autoscaler adds. (sweep URI, logs)."""
-    storage_uri = memory_bucket.uri(f"group-{uuid.uuid4().hex[:8]}")
-    logs = _submitted(ray_cluster, [
-        "--preset", "smoke", "--set", "num_workers=2", "--num-samples", "1", "--grace-period", "2",
-        "--max-concurrent-trials", "1", "--name", "groupsweep", "--storage", storage_uri,
-        "--data-dir", demo_data], 2 * JOB_SECONDS)  # a trial waits for two new nodes
-    return storage.join(storage_uri, "groupsweep"), logs
-
-
-@pytest.mark.heavy
-def test_a_trial_of_two_workers_finishes_under_ray_job_submit_and_best_pulls_it(
-        group_sweep, tmp_path, capsys):
-    from job.generate import generate_pngs
-
-    sweep_uri, logs = group_sweep
-    assert ("per trial: 2 Ray Train workers x (1 CPU(s), 1 CPU replica(s)), 2 replicas (as given: "
-            "no node has them yet") in logs
-    assert "devices: 2 replicas in sync, this worker's 1 on /cpu:0 (CPU; no GPU visible)" in logs
-    # The group waited for the nodes the autoscaler added, without Ray Train's 60 s give-up
-    # (tune.workers.WORKER_START_SECONDS).
-    assert "worker group startup timed out" not in logs
-    (trial,) = _trials(sweep_uri).items()
-    trial_id, history = trial
-    # One writer: the run's metrics hold each epoch once (a second writer would add its own lines),
-    # and Tune took one report per epoch although every worker reports.
-    assert [h["epoch"] for h in history] == [1, 2] and all(h[SELECTION] > 0 for h in history)
-    assert [r["epoch"] for r in ray_results(sweep_uri, trial_id)] == [1, 2]
-    assert f"trial {trial_id} finished: {SELECTION}" in logs
-
-    out = tmp_path / "best"
-    args = parse("best", "--sweep", sweep_uri, "--out", str(out))
-    assert args.func(args) == 0
-    assert f"best: trial {trial_id}" in capsys.readouterr().out
-    best = json.loads((out / "checkpoints" / "best.json").read_text())
-    assert best["value"] == min(h[SELECTION] for h in history)
-    config = json.loads((out / "config.json").read_text())
-    assert config["num_workers"] == 2 and config["name"] == trial_id
-    (png,) = generate_pngs(str(out), str(tmp_path / "pngs"), n=1, checkpoint="best")
-    with Image.open(tmp_path / "pngs" / png) as image:  # drawn on one process, no group needed
         assert image.size == (28, 28) and image.text["synthetic"] == "true"
 
 
