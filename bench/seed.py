@@ -46,7 +46,8 @@ def train_args(data_dir: str, run: pathlib.Path, epochs: int, quick: bool,
                synthetic: bool = False, variant: tuple[str, ...] = (), labels: str = "covid") -> list[str]:
     """`covidct train` arguments of the seed's setting on `labels` ("" = every class; checkpoints
     kept at every stated epoch), then the `variant`'s FIELD=VALUE overrides."""
-    sets = [f"allow_synthetic_data={str(synthetic).lower()}", f"labels={labels}", "dataset_config=28",
+    # lecam_weight=0: the seed's own recipe (the seed28 preset adds LeCam; a variant may too).
+    sets = [f"allow_synthetic_data={str(synthetic).lower()}", f"labels={labels}", "lecam_weight=0", "dataset_config=28",
             f"data_dir={data_dir}", f"epochs={epochs}",
             f"checkpoint_every_epochs={1 if quick else 50}", "keep_checkpoints=20"]
     if quick:

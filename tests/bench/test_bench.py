@@ -208,6 +208,9 @@ def test_a_seed_variant_trains_the_seeds_recipe_then_its_overrides_in_a_folder_o
     config = override(resolve("seed28"), parse_set(sets))
     assert (config.lecam_weight, config.augment, config.epochs) == (0.3, "translation,cutout", 500)
     assert variant_suffix(variant) == "-lecam_weight=0.3-augment=translation_cutout"
+    recipe = train_args("tfds", pathlib.Path("run"), 500, quick=False)
+    seeds = override(resolve("seed28"), parse_set([recipe[i + 1] for i, a in enumerate(recipe) if a == "--set"]))
+    assert seeds.lecam_weight == 0 and resolve("seed28").lecam_weight == 0.3  # the seed's own recipe
     assert variant_suffix(()) == ""
 
 
