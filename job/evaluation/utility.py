@@ -15,8 +15,10 @@ so an arm with more images gets no more updates. Accuracy at p > 0.5 and AUC. Me
 real full set at 28x28 (662 training scans; test 74 covid, 40 non_covid, so always saying covid
 scores 0.65): real only AUC 0.647 [0.543, 0.744], accuracy 0.614 [0.532, 0.698]; real +
 classical AUC gain -0.016 [-0.061, 0.029], no gain; 900 batches instead of 300 gave AUC 0.66
-(3 seeds). At 28x28 this CNN finds little of the class signal; 64x64 is the setting to use for
-a utility figure worth citing (not measured yet).
+(3 seeds). Synthetic images from a conditional seed28 run with LeCam (`bench/utility.py`): AUC
+gain -0.054 [-0.124, 0.010] at x0.5 and -0.050 [-0.117, 0.017] at x1, no gain. At 28x28 this CNN
+finds little of the class signal; 64x64 is the setting to use for a utility figure worth citing
+(not measured yet).
 
 **Intervals** (95%): a two-level bootstrap (`BOOTSTRAP` resamples of the seeds and, within each,
 of the test scans; scans, not patients, since the test split carries no patient per scan) of the
